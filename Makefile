@@ -1,0 +1,33 @@
+# Two commands do all the set-up (a virtualenv in .venv with the pinned stack, then the job):
+#   make demo   # run the whole pipeline on the embedded default config (CPU, no network) + report
+#   make test   # run the test suite (includes the embedded end-to-end run)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+
+.PHONY: setup demo final_vlm test test-fast clean
+
+$(BIN)/compass: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $@
+
+setup: $(BIN)/compass
+
+demo: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) all
+
+final_vlm: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) final_vlm
+
+test: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra tests
+
+test-fast: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra -m "not e2e" tests
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,31 @@
+# compass — Phase 1 VLM -> Phase 2 reasoning VLM. This file is the table of contents:
+# the config and its schema, one rules file per stage family, and the targets.
+#
+#   snakemake --cores 2 final_vlm        # the embedded default (CPU, no network): the Phase 2 VLM
+#   snakemake --cores 2 all              # ... plus the evaluation and the report
+#   snakemake --profile slurm final_vlm --configfile config/phase2.yaml   # on a cluster
+
+from compass.config import validate_or_exit
+
+configfile: "config/config.yaml"
+validate_or_exit(config)
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/phase1.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/sft.smk"
+include: "workflow/rules/dpo.smk"
+include: "workflow/rules/compose.smk"
+include: "workflow/rules/eval.smk"
+
+localrules: all, final_vlm
+
+
+rule all:
+    input:
+        rules.report.output,
+
+
+rule final_vlm:
+    input:
+        rules.compose.output,

@@ -1,0 +1,87 @@
+"""`compass`: one subcommand per pipeline stage, each usable without Snakemake.
+
+Each stage module exposes `add_arguments(parser)` and `main(args, config)`; modules are imported
+only when their subcommand runs, so `compass --help` stays fast.
+
+Every subcommand reads the same config: `--config FILE` (repeatable; default: the embedded
+config/config.yaml when run from the repository), `--set KEY=VALUE` for single keys, and
+`--params JSON` (what the Snakemake rules pass: the config sections the stage reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from compass.io import CompassError
+
+# name -> (module, one-line help). Order = pipeline order (what `compass --help` lists).
+SUBCOMMANDS = {
+    "phase1-demo": ("compass.models.phase1_demo", "build the tiny demo Phase 1 VLM (random weights, local tokenizer)"),
+    "extract-llm": ("compass.models.vlm", "take the language model out of a Phase 1 VLM checkpoint"),
+    "prompts": ("compass.data.prompts", "normalise the configured sources into one prompt file (+ held-out test sets)"),
+    "distill": ("compass.teacher.distill", "write teacher traces in the XML format (reference | hf | vllm backend)"),
+    "sft": ("compass.train.sft", "SFT with LoRA on the traces (TRL SFTTrainer + PEFT)"),
+    "merge": ("compass.models.merge", "merge a LoRA adapter into its base LLM, with a logit parity check"),
+    "pairs": ("compass.pairs.build", "build DPO preference pairs from traces"),
+    "dpo": ("compass.train.dpo", "DPO with LoRA on the pairs (TRL DPOTrainer + PEFT)"),
+    "compose": ("compass.models.compose", "put the trained LLM back with the Phase 1 vision tower and projector"),
+    "evaluate": ("compass.eval.evaluate", "generate on an evaluation task and grade it"),
+    "grade": ("compass.eval.grade", "grade model predictions against gold answers"),
+    "report": ("compass.report", "gather the evaluation and stage statistics into a report"),
+}
+
+DEFAULT_CONFIG = Path("config/config.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compass",
+        description="compass: post-train a Phase 1 VLM into the Phase 2 reasoning VLM, one stage per subcommand. "
+        "The whole pipeline runs with `snakemake --cores 2 final_vlm`; each stage also runs alone.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        g = p.add_argument_group("config")
+        g.add_argument(
+            "--config", action="append", default=None, metavar="FILE",
+            help=f"config YAML (repeatable, later files win; default: {DEFAULT_CONFIG} if present and --params is not given, else the schema defaults)",
+        )
+        g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key, e.g. sft.learning_rate=1e-4")
+        g.add_argument("--params", default=None, metavar="JSON", help="config sections as a JSON object (used by the Snakemake rules)")
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Only the chosen subcommand's module is imported (to add its own arguments), so listing the
+    # subcommands does not import torch.
+    command = next((a for a in argv if a in SUBCOMMANDS), None)
+    if command is not None:
+        sub_parser = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001
+        importlib.import_module(SUBCOMMANDS[command][0]).add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    try:
+        from compass import config as config_mod
+
+        # --params carries everything a rule's stage reads, so the embedded default is not mixed in.
+        use_default = args.config is None and args.params is None and DEFAULT_CONFIG.is_file()
+        paths = args.config if args.config is not None else ([DEFAULT_CONFIG] if use_default else [])
+        cfg = config_mod.load(paths, args.set, args.params)
+        importlib.import_module(args._module).main(args, cfg)
+    except CompassError as e:
+        print(f"compass {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"compass {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""`compass merge`: fold a LoRA adapter into its base LLM, and prove the merge is faithful.
+
+Before the merged model is written, its logits on a few probe prompts are compared with the
+adapter model's; a difference above the tolerance for the dtype fails the stage, leaving no output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from compass.io import CompassError, atomic_output, require_dir
+from compass.trace_format import prompt_messages
+
+PROBE_PROBLEMS = [
+    ("Tom has 3 apples. He buys 4 more. How many apples does he have now?", "en"),
+    ("A train travels 120 km in 2 hours. What is its average speed in km/h?", "en"),
+    ("太郎さんはりんごを5個持っています。2個食べました。残りは何個ですか？", "ja"),
+    ("1個80円のみかんを6個買うと、代金はいくらですか？", "ja"),
+]
+
+
+def probe_batch(tokenizer, n: int):
+    convs = [prompt_messages(p, lang) for p, lang in (PROBE_PROBLEMS * n)[:n]]
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
+    tokenizer.padding_side = "right"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def merge(base_dir, adapter_dir, out_dir, mcfg: dict) -> dict:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    require_dir(base_dir, "base model")
+    require_dir(adapter_dir, "adapter")
+    dtype = "auto" if mcfg["dtype"] == "auto" else getattr(torch, mcfg["dtype"])
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    enc = probe_batch(tokenizer, mcfg["parity_probes"])
+    mask = enc["attention_mask"].bool()
+    with torch.inference_mode():
+        expected = model(**enc).logits[mask].float()
+        merged = model.merge_and_unload()
+        got = merged(**enc).logits[mask].float()
+    weight_dtype = next(merged.parameters()).dtype
+    atol = mcfg["atol_fp32"] if weight_dtype == torch.float32 else mcfg["atol_bf16"]
+    max_diff = (expected - got).abs().max().item()
+    report = {"max_abs_logit_diff": max_diff, "atol": atol, "dtype": str(weight_dtype).replace("torch.", ""), "probes": mcfg["parity_probes"]}
+    if not max_diff <= atol:
+        raise CompassError(
+            f"merge parity check failed: merged logits differ from the adapter model's by {max_diff:.3g} "
+            f"(> merge.atol for {report['dtype']} = {atol}); nothing written to {out_dir}"
+        )
+    with atomic_output(out_dir, directory=True) as tmp:
+        merged.save_pretrained(tmp)
+        tokenizer.padding_side = "left"
+        tokenizer.save_pretrained(tmp)
+        (Path(tmp) / "merge_parity.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"merged {adapter_dir} into {base_dir}: max |Δlogit| {max_diff:.2e} <= {atol} -> {out_dir}")
+    return report
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--base", required=True, type=Path, help="base language model directory")
+    p.add_argument("--adapter", required=True, type=Path, help="LoRA adapter directory")
+    p.add_argument("--out", required=True, type=Path, help="output directory of the merged model")
+
+
+def main(args, cfg) -> None:
+    merge(args.base, args.adapter, args.out, cfg["merge"])

@@ -1,0 +1,51 @@
+"""`compass extract-llm`: take the language model out of a Phase 1 LLaVA-OneVision checkpoint.
+
+SFT and DPO train the LLM alone (the vision tower and projector stay frozen and untouched); this
+writes it as a plain causal-LM checkpoint (`LlamaForCausalLM` for llm-jp-4) with the Phase 1
+tokenizer and chat template, so TRL and PEFT see an ordinary language model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compass.io import CompassError, atomic_output
+from compass.models.checkpoint import VLM_TYPES, model_type
+
+
+def load_vlm(path, dtype="auto"):
+    from transformers import AutoModelForImageTextToText
+
+    kind = model_type(path, "phase1.path")
+    if kind not in VLM_TYPES:
+        raise CompassError(f"{path}: model_type {kind!r} is not a LLaVA-OneVision VLM ({', '.join(sorted(VLM_TYPES))})")
+    return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+
+
+def extract_llm(vlm_dir, out_dir) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    vlm = load_vlm(vlm_dir)
+    text_config = vlm.config.text_config
+    dtype = vlm.model.language_model.embed_tokens.weight.dtype
+    with torch.device("meta"):
+        llm = AutoModelForCausalLM.from_config(text_config, dtype=dtype)
+    # assign=True hands over the VLM's tensors: no second copy of the 8B weights in memory.
+    llm.model.load_state_dict(vlm.model.language_model.state_dict(), assign=True, strict=True)
+    llm.lm_head.load_state_dict(vlm.lm_head.state_dict(), assign=True, strict=True)
+    llm.generation_config = vlm.generation_config
+    tokenizer = AutoTokenizer.from_pretrained(vlm_dir)
+    with atomic_output(out_dir, directory=True) as tmp:
+        llm.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    print(f"extracted {type(llm).__name__} ({sum(p.numel() for p in llm.parameters()) / 1e6:.1f}M parameters) -> {out_dir}")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--phase1", required=True, type=Path, help="Phase 1 VLM checkpoint directory")
+    p.add_argument("--out", required=True, type=Path, help="output directory of the language model")
+
+
+def main(args, cfg) -> None:
+    extract_llm(args.phase1, args.out)

@@ -1,0 +1,112 @@
+"""What SFT and DPO share: config section -> TRL/PEFT arguments, data loading, and saving.
+
+Training itself is TRL's; this module only translates one config section into its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from compass.io import CompassError, atomic_output
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def gradient_accumulation(global_batch: int, micro_batch: int, n_devices: int, section: str) -> int:
+    per_step = micro_batch * n_devices
+    if global_batch % per_step:
+        raise CompassError(
+            f"{section}.global_batch_size={global_batch} is not a multiple of "
+            f"{section}.micro_batch_size={micro_batch} x {n_devices} device(s)"
+        )
+    return global_batch // per_step
+
+
+def use_bf16(sec: dict, section: str) -> bool:
+    import torch
+
+    if not sec["bf16"]:
+        return False
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return True
+    warnings.warn(f"{section}.bf16 is set but no GPU with bf16 is available: training in float32")
+    return False
+
+
+def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
+    """Keyword arguments shared by SFTConfig and DPOConfig (both are TrainingArguments)."""
+    return dict(
+        output_dir=str(output_dir),
+        learning_rate=sec["learning_rate"],
+        num_train_epochs=sec["num_train_epochs"],
+        per_device_train_batch_size=sec["micro_batch_size"],
+        gradient_accumulation_steps=gradient_accumulation(
+            sec["global_batch_size"], sec["micro_batch_size"], world_size(), section
+        ),
+        # transformers 5: a float in [0, 1) is a ratio of the total steps.
+        warmup_steps=sec["warmup_ratio"],
+        lr_scheduler_type=sec["lr_scheduler_type"],
+        optim=sec["optim"],
+        weight_decay=sec["weight_decay"],
+        bf16=use_bf16(sec, section),
+        gradient_checkpointing=sec["gradient_checkpointing"],
+        max_length=sec["max_length"],
+        logging_steps=sec["logging_steps"],
+        save_strategy="steps",
+        save_steps=sec["save_steps"],
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        disable_tqdm=False,
+    )
+
+
+def lora_config(sec: dict):
+    from peft import LoraConfig
+
+    lora = sec["lora"]
+    return LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"], task_type="CAUSAL_LM",
+    )
+
+
+def load_llm(path, bf16: bool):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from compass.models.checkpoint import is_vlm
+
+    if is_vlm(path):
+        raise CompassError(f"{path}: is a VLM checkpoint; training takes the language model (see `compass extract-llm`)")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def last_checkpoint(output_dir) -> str | None:
+    """The newest checkpoint-N in output_dir, to resume a preempted or interrupted run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+
+def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir) -> None:
+    """Train (resuming from the last checkpoint if there is one) and write the adapter atomically."""
+    resume = last_checkpoint(checkpoints_dir)
+    if resume:
+        print(f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=resume)
+    with atomic_output(out_dir, directory=True) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step}
+        (Path(tmp) / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")

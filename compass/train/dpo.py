@@ -1,0 +1,42 @@
+"""`compass dpo`: DPO with LoRA on the preference pairs — TRL's DPOTrainer over a PEFT adapter.
+
+The policy is the SFT-merged LLM plus a fresh adapter; the reference is the same model with the
+adapter disabled, so no second copy of the weights is held in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compass.io import read_jsonl
+from compass.train import common
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int) -> None:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    rows = read_jsonl(pairs_path, required=PAIR_FIELDS)
+    dataset = Dataset.from_list([{k: r[k] for k in PAIR_FIELDS} for r in rows])
+    args = DPOConfig(**common.training_kwargs(sec, "dpo", checkpoints_dir, seed), beta=sec["beta"])
+    model, tokenizer = common.load_llm(model_path, args.bf16)
+    trainer = DPOTrainer(
+        model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer,
+        peft_config=common.lora_config(sec),
+    )
+    trainer.model.print_trainable_parameters()
+    common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--pairs", required=True, type=Path, help="preference pairs JSONL (from `compass pairs`)")
+    p.add_argument("--model", required=True, type=Path, help="SFT-merged language model directory")
+    p.add_argument("--out", required=True, type=Path, help="output adapter directory")
+    p.add_argument("--checkpoints", type=Path, default=None, help="checkpoint directory for resume (default: OUT.checkpoints)")
+
+
+def main(args, cfg) -> None:
+    ckpt = args.checkpoints or Path(f"{args.out}.checkpoints")
+    train(args.pairs, args.model, args.out, ckpt, cfg["dpo"], cfg["seed"])

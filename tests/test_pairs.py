@@ -1,0 +1,587 @@
+"""The DPO pair generator on real text: GSM8K and MATH-500 rows from ../shared/data turned into
+traces (the worked solution as the <Thinking>, the gold answer boxed), and every guarantee of the
+stage checked on them: strategies, written forms, fallbacks, validation, determinism, on-policy."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from fractions import Fraction
+
+import pytest
+
+from compass.pairs import corrupt
+from compass.pairs.build import (
+    RowRandom, build_pairs, check_row, corrupt as corrupt_row, make_settings, mix_on_policy, pair_dict, pair_line, pair_parts,
+    row_rng, samples_for,
+)
+from compass.pairs.corrupt import NUMBER_RE, STRATEGIES, locate, omit_thinking, tamper_answer, tamper_boxed, tamper_thinking_numbers
+from compass.trace_format import extract_boxed, format_response, parse_sections, prompt_messages
+from conftest import shared_file
+
+# ------------------------------------------------------------------------------------------------
+# Real traces
+# ------------------------------------------------------------------------------------------------
+
+
+def _gsm8k_traces(split: str, limit: int | None = None) -> list[dict]:
+    rows = []
+    with open(shared_file("gsm8k", f"{split}.jsonl"), encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if limit is not None and i >= limit:
+                break
+            r = json.loads(line)
+            solution, answer = r["answer"].rsplit("####", 1)
+            rows.append(_trace(f"gsm8k-{split}-{i:05d}", "gsm8k", r["question"], solution, answer.strip()))
+    return rows
+
+
+def _math500_traces() -> list[dict]:
+    rows = []
+    with open(shared_file("math500", "test.jsonl"), encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            r = json.loads(line)
+            rows.append(_trace(f"math500-{i:03d}", "math500", r["problem"], r["solution"], r["answer"]))
+    return rows
+
+
+def _trace(rid, source, problem, thinking, answer, lang="en") -> dict:
+    return {"id": rid, "source": source, "lang": lang, "problem": problem, "answer": answer,
+            "response": format_response(problem, thinking, answer)}
+
+
+@pytest.fixture(scope="module")
+def gsm8k() -> list[dict]:
+    return _gsm8k_traces("test")
+
+
+@pytest.fixture(scope="module")
+def math500() -> list[dict]:
+    return _math500_traces()
+
+
+@pytest.fixture(scope="module")
+def real(gsm8k, math500) -> list[dict]:
+    return gsm8k + math500
+
+
+def _parts(text: str):
+    sec = parse_sections(text)
+    assert sec is not None, text
+    return sec
+
+
+# ------------------------------------------------------------------------------------------------
+# The pairs as a whole
+# ------------------------------------------------------------------------------------------------
+
+
+def test_every_real_trace_gives_a_conversational_pair(real):
+    pairs, stats = build_pairs(real, seed=42)
+    assert len(pairs) == len(real) == stats["rows_in"] == stats["pairs_out"]
+    by_id = {r["id"]: r for r in real}
+    for p in pairs:
+        row = by_id[p["id"]]
+        assert list(p) == ["id", "source", "lang", "strategy", "prompt", "chosen", "rejected"]
+        assert p["source"] == row["source"] and p["lang"] == "en"
+        assert p["prompt"] == prompt_messages(row["problem"], "en")
+        assert [m["role"] for m in p["prompt"]] == ["system", "user"]
+        assert p["chosen"] == [{"role": "assistant", "content": row["response"]}]
+        assert len(p["rejected"]) == 1 and p["rejected"][0]["role"] == "assistant"
+        assert p["rejected"][0]["content"] != p["chosen"][0]["content"]
+        assert p["strategy"] in STRATEGIES
+    assert sum(stats["strategies"].values()) == stats["pairs_out"]
+    assert stats["pairs_out"] + sum(stats["dropped"].values()) == stats["rows_in"]
+
+
+def test_strategies_are_drawn_with_the_configured_weights(real):
+    pairs, stats = build_pairs(real, seed=42)
+    n = len(real)
+    drawn = Counter(stats["strategies"])
+    for src, k in stats["fallback_paths"].items():  # count each row under the strategy first drawn
+        a, b = src.split("->")
+        drawn[a] += k
+        drawn[b] -= k
+    for name, w in {"omit_thinking": 0.34, "tamper_thinking_numbers": 0.33, "tamper_answer": 0.33}.items():
+        assert abs(drawn[name] / n - w) < 0.03, (name, drawn)
+    _, skewed = build_pairs(real, seed=42, weights={"omit_thinking": 0.0, "tamper_thinking_numbers": 0.1, "tamper_answer": 0.9})
+    assert skewed["strategies"]["omit_thinking"] == 0
+    assert skewed["strategies"]["tamper_answer"] > 0.8 * n
+
+
+def test_pair_line_is_the_canonical_json_of_the_pair(real):
+    s = make_settings()
+    for row in real[:300] + [dict(real[0], id=7, source=None), dict(real[1], lang="ja", source="日本語")]:
+        parts = pair_parts(row, s, Counter())
+        line = pair_line(row, *parts)
+        assert line == json.dumps(pair_dict(row, *parts), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# ------------------------------------------------------------------------------------------------
+# Each strategy on every real trace
+# ------------------------------------------------------------------------------------------------
+
+
+def test_omit_thinking_empties_the_thinking_and_keeps_the_rest(real):
+    for row in real:
+        text = row["response"]
+        out = omit_thinking(text, random.Random(0))
+        a, b = _parts(text), _parts(out)
+        assert out[b.thinking[0] : b.thinking[1]] == ""
+        assert "<Thinking></Thinking>" in out
+        assert out[: b.thinking[0]] == text[: a.thinking[0]] and out[b.thinking[1] :] == text[a.thinking[1] :]
+
+
+def _script(c: str) -> str:
+    return "fw" if "\uff10" <= c <= "\uff19" else "ascii"
+
+
+def _assert_same_written_form(before: str, after: str):
+    """Only digits changed, each into a digit of the same script; no number got a new leading zero
+    or became zero."""
+    assert len(before) == len(after)
+    for x, y in zip(before, after):
+        if x != y:
+            assert x.isdigit() and y.isdigit() and _script(x) == _script(y), (x, y)
+    for m in NUMBER_RE.finditer(before):
+        old, new = before[m.start() : m.end()], after[m.start() : m.end()]
+        if old == new:
+            continue
+        int_part = re.split(r"[.\uff0e]", new)[0]
+        digits = re.sub(r"[^0-9\uff10-\uff19]", "", int_part)
+        if len(digits) > 1:
+            assert digits[0] not in "0\uff10", (old, new)
+        assert re.sub(r"[^0-9\uff10-\uff19]", "", new).strip("0\uff10"), (old, new)
+
+
+def test_tamper_thinking_numbers_changes_only_numbers_inside_the_thinking(real):
+    changed = 0
+    for row in real:
+        text = row["response"]
+        out = tamper_thinking_numbers(text, row_rng(42, row["id"]))
+        sec = _parts(text)
+        if not NUMBER_RE.search(text, *sec.thinking):
+            assert out is None
+            continue
+        assert out is not None and out != text
+        t0, t1 = sec.thinking
+        assert out[:t0] == text[:t0] and out[t1:] == text[t1:]  # nothing outside <Thinking>
+        _assert_same_written_form(text[t0:t1], out[t0:t1])
+        changed += 1
+    assert changed > 0.95 * len(real)
+
+
+def test_tampered_numbers_keep_their_written_form():
+    rng = random.Random(5)
+    for written in ["1,000", "10,\\!080", "1{,}000", "0.5", ".35625", "3.14", "12%", "$1,362.18", "-2", "-0.75",
+                    "\uff11\uff12\uff13", "\uff11\uff0c\uff10\uff10\uff10", "\uff13\uff0e\uff15", "0", "9", "99", "100"]:
+        for _ in range(50):
+            out = "".join(
+                written[:m.start()] + corrupt.perturb_number(m.group(), rng) + written[m.end():]
+                for m in [NUMBER_RE.search(written)]
+            )
+            assert out != written
+            _assert_same_written_form(written, out)
+            assert out[0] == written[0] or written[0].isdigit()  # sign / currency kept
+            assert out.endswith("%") == written.endswith("%")
+
+
+def test_full_width_digits_stay_full_width_in_real_text(gsm8k):
+    to_fw = str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10)))
+    for row in gsm8k[:200]:
+        thinking = row["response"].split("<Thinking>")[1].split("</Thinking>")[0].translate(to_fw)
+        text = format_response(row["problem"], thinking, row["answer"])
+        out = tamper_thinking_numbers(text, row_rng(1, row["id"]))
+        t0, t1 = _parts(text).thinking
+        assert out[:t0] == text[:t0] and out[t1:] == text[t1:]
+        _assert_same_written_form(text[t0:t1], out[t0:t1])
+        assert not re.search("[0-9]", out[t0:t1])
+
+
+def test_tamper_answer_changes_only_the_boxed_value(real):
+    for row in real:
+        text = row["response"]
+        out = tamper_answer(text, row_rng(42, row["id"]))
+        sec = _parts(text)
+        b0, b1 = sec.boxed
+        if out is None:  # answers it cannot alter: no number, letter, opposite word or binary +/-
+            assert not re.search(r"[0-9]", text[b0:b1])
+            continue
+        new = _parts(out)
+        assert out[: new.boxed[0]] == text[:b0] and out[new.boxed[1] :] == text[b1:]
+        assert out[new.boxed[0] : new.boxed[1]] != text[b0:b1]
+
+
+def _frac(s):
+    m = re.fullmatch(r"\\frac\{(\d+)\}\{(\d+)\}", s)
+    return m and Fraction(int(m.group(1)), int(m.group(2)))
+
+
+# (answer, pattern its tampered value must match, value of an answer string or None)
+ANSWER_KINDS = [
+    ("\\frac{14}{3}", r"\\frac\{\d+\}\{[1-9]\d*\}", _frac),
+    ("-2", r"-[1-9]\d*", int),
+    ("1,000", r"[1-9],\d{3}", lambda s: int(s.replace(",", ""))),
+    ("0.5", r"\d\.\d", float),
+    ("\\text{(C)}", r"\\text\{\([ABDE]\)\}", str),
+    ("\\sqrt{2}", r"\\sqrt\{[1-9]\d*\}", str),
+    ("72", r"[1-9]\d", int),
+    ("-7", r"-[1-9]", int),
+    ("10,000", r"[1-9]\d,\d{3}", lambda s: int(s.replace(",", ""))),
+    ("\\dfrac{33}{100}", r"\\dfrac\{\d+\}\{[1-9]\d*\}", str),
+    ("-\\frac{3}{8}", r"-\\frac\{\d+\}\{[1-9]\d*\}", str),
+    ("52_8", r"[1-7][0-7]_8", str),
+    ("\\$18.90", r"\\\$\d\d\.\d\d", str),
+    ("30^\\circ", r"\d\d\^\\circ", str),
+    ("\\frac14", r"\\frac[1-9][1-9]", str),
+    ("(C)", r"\([ABDE]\)", str),
+    ("\\text{even}", r"\\text\{odd\}", str),
+    ("p - q", r"p \+ q", str),
+]
+
+
+@pytest.mark.parametrize("answer,pattern,value", ANSWER_KINDS, ids=[a for a, _, _ in ANSWER_KINDS])
+def test_tamper_answer_keeps_the_kind_of_value_on_real_rows(answer, pattern, value, real):
+    # The real row whose gold answer this is, else a real MATH-500 solution boxed with it (1,000,
+    # 0.5 and \sqrt{2} are not gold answers of these fixtures).
+    row = next((r for r in real if r["answer"] == answer), None)
+    if row is None:
+        base = real[-1]
+        row = dict(base, id=f"{base['id']}-as-{answer}", answer=answer,
+                   response=format_response(base["problem"], base["response"].split("<Thinking>")[1].split("</Thinking>")[0], answer))
+    seen = set()
+    for i in range(40):
+        out = tamper_answer(row["response"], row_rng(i, row["id"]))
+        assert out is not None
+        sec = _parts(out)
+        new = out[sec.boxed[0] : sec.boxed[1]]
+        assert re.fullmatch(pattern, new), (answer, new)
+        assert value(new) != value(answer)
+        seen.add(new)
+    if answer not in ("\\text{even}", "p - q"):  # those have a single opposite
+        assert len(seen) > 1  # not one fixed replacement
+
+
+def test_answers_that_cannot_be_altered():
+    rng = random.Random(0)
+    for box in ["\\text{Navin}", "\\pi", "", "   ", "x"]:
+        assert tamper_boxed(box, rng) is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Fallbacks and the rejected != chosen guarantee
+# ------------------------------------------------------------------------------------------------
+
+
+def test_no_strategy_ever_returns_the_chosen_text(real):
+    for row in real:
+        for name, fn in corrupt.CORRUPTIONS.items():
+            for seed in range(3):
+                out = fn(row["response"], row_rng(seed, row["id"]))
+                assert out is None or out != row["response"], name
+
+
+def test_fallbacks_on_empty_thinking_no_numbers_and_fixed_answers(math500, gsm8k):
+    empty = [dict(r, id=r["id"] + "-empty", response=format_response(r["problem"], "", r["answer"])) for r in gsm8k[:300]]
+    pairs, stats = build_pairs(empty, seed=42)
+    assert len(pairs) == len(empty)  # every row found another strategy
+    assert stats["strategies"]["omit_thinking"] == stats["strategies"]["tamper_thinking_numbers"] == 0
+    assert stats["fallbacks"]["omit_thinking"] > 50 and stats["fallbacks"]["tamper_thinking_numbers"] > 50
+    assert set(stats["fallback_paths"]) <= {"omit_thinking->tamper_answer", "tamper_thinking_numbers->tamper_answer",
+                                            "omit_thinking->tamper_thinking_numbers", "tamper_thinking_numbers->omit_thinking"}
+
+    words = [dict(r, id=r["id"] + "-words", response=format_response(r["problem"], "We count the cases carefully.", "\\text{Navin}"))
+             for r in math500[:60]]
+    pairs, stats = build_pairs(words, seed=42)
+    assert {p["strategy"] for p in pairs} == {"omit_thinking"}
+    assert stats["fallbacks"].get("tamper_answer", 0) + stats["fallbacks"].get("tamper_thinking_numbers", 0) > 20
+
+    hopeless = [dict(r, id=r["id"] + "-none", response=format_response(r["problem"], "", "\\pi")) for r in math500[:10]]
+    pairs, stats = build_pairs(hopeless + words[:5], seed=42)
+    assert len(pairs) == 5 and stats["dropped"] == {"no_applicable_strategy": 10}
+    assert stats["rows_in"] == 15
+
+
+def test_a_zero_weight_strategy_is_never_a_fallback(gsm8k):
+    empty = [dict(r, id=r["id"] + "-e", response=format_response(r["problem"], "", r["answer"])) for r in gsm8k[:50]]
+    pairs, stats = build_pairs(empty, seed=42, weights={"omit_thinking": 1.0, "tamper_thinking_numbers": 1.0, "tamper_answer": 0.0})
+    assert pairs == [] and stats["dropped"] == {"no_applicable_strategy": 50}
+
+
+def test_corrupt_reports_the_drawn_and_the_used_strategy(gsm8k):
+    row = gsm8k[0]
+    text = format_response(row["problem"], "", row["answer"])
+    seen = set()
+    for seed in range(30):
+        out, used, drawn = corrupt_row(text, row_rng(seed, "x"), make_settings().weights)
+        assert used == "tamper_answer" and out != text
+        seen.add(drawn)
+    assert seen == set(STRATEGIES)
+
+
+# ------------------------------------------------------------------------------------------------
+# --require-tags
+# ------------------------------------------------------------------------------------------------
+
+
+def _answer_first(text: str) -> str:
+    sec = _parts(text)
+    a0, a1 = sec.answer
+    problem = text[: sec.thinking[0] - len("<Thinking>")]
+    thinking = text[sec.thinking[0] - len("<Thinking>") : sec.thinking[1] + len("</Thinking>")]
+    return problem + text[a0 - len("<Answer>") : a1 + len("</Answer>")] + "\n" + thinking
+
+
+def _malformed(rows):
+    """Real traces broken in each way the validator names (and one with no tags at all)."""
+    out = []
+    for i, (reason, fn) in enumerate([
+        ("missing_thinking", lambda t: t.replace("<Thinking>", "")),
+        ("duplicate_answer", lambda t: t + "\n<Answer>\\boxed{1}</Answer>"),
+        ("tags_out_of_order", _answer_first),
+        ("no_boxed_answer", lambda t: t.replace("\\boxed{", "\\fbox{")),
+        ("missing_problem", lambda t: re.sub(r"</?(Problem|Thinking|Answer)>", "", t)),
+    ]):
+        for k in range(3):
+            row = rows[i * 3 + k]
+            out.append((reason, dict(row, id=f"{row['id']}-{reason}", response=fn(row["response"]))))
+    return out
+
+
+def test_require_tags_drops_malformed_rows_by_reason(gsm8k, math500):
+    from compass.trace_format import check_response
+
+    bad = _malformed(math500)
+    for reason, row in bad:
+        assert check_response(row["response"]) == reason, (reason, row["response"][:300])
+    good = gsm8k[:100]
+    pairs, stats = build_pairs(good + [r for _, r in bad], seed=42, require_tags=True)
+    assert len(pairs) == 100
+    assert stats["dropped"] == {f"malformed:{reason}": 3 for reason in
+                                ["missing_thinking", "duplicate_answer", "tags_out_of_order", "no_boxed_answer", "missing_problem"]}
+    assert stats["require_tags"] is True
+
+
+def test_without_require_tags_malformed_rows_pass_through_and_are_still_corrupted(gsm8k, math500):
+    bad = [r for _, r in _malformed(math500)]
+    pairs, stats = build_pairs(gsm8k[:100] + bad, seed=42)
+    by_id = {p["id"]: p for p in pairs}
+    for row in bad:
+        p = by_id[row["id"]]
+        assert p["chosen"][0]["content"] == row["response"]  # untouched by the validator
+        assert p["rejected"][0]["content"] != row["response"]
+    # The tag-less row has no thinking to edit: only its answer could change.
+    tagless = [r for r in bad if "<Thinking>" not in r["response"] and "<Answer>" not in r["response"]]
+    assert tagless and all(by_id[r["id"]]["strategy"] == "tamper_answer" for r in tagless)
+    # A row whose thinking tags are gone keeps its thinking text as it was.
+    for row in bad:
+        if row["id"].endswith("missing_thinking"):
+            rej = by_id[row["id"]]["rejected"][0]["content"]
+            assert by_id[row["id"]]["strategy"] == "tamper_answer"
+            assert rej.split("\\boxed{")[0] == row["response"].split("\\boxed{")[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Determinism
+# ------------------------------------------------------------------------------------------------
+
+
+def _lines(pairs):
+    return [json.dumps(p, ensure_ascii=False, separators=(",", ":")) for p in pairs]
+
+
+def test_same_input_and_seed_same_pairs_whatever_the_row_order(real):
+    a, sa = build_pairs(real, seed=42)
+    shuffled = list(real)
+    random.Random(3).shuffle(shuffled)
+    b, sb = build_pairs(shuffled, seed=42)
+    assert _lines(a) == _lines(b) and sa == sb
+    assert [p["id"] for p in a] == sorted(p["id"] for p in a)  # sorted by id
+    c, _ = build_pairs(real, seed=43)
+    assert _lines(a) != _lines(c)
+
+
+def test_a_row_depends_only_on_its_own_id_and_the_seed(real):
+    whole, _ = build_pairs(real, seed=42)
+    alone, _ = build_pairs([real[17]], seed=42)
+    assert _lines(alone)[0] in set(_lines(whole))
+
+
+def test_row_random_is_a_fixed_function_of_its_key():
+    r = row_rng(42, "gsm8k-test-00000")
+    assert isinstance(r, random.Random)
+    seq = [r.randint(1, 100) for _ in range(20)] + [r.random() for _ in range(20)]  # past one 8-word block
+    r2 = row_rng(42, "gsm8k-test-00000")
+    assert seq == [r2.randint(1, 100) for _ in range(20)] + [r2.random() for _ in range(20)]
+    assert seq != [row_rng(43, "gsm8k-test-00000").randint(1, 100) for _ in range(20)] + seq[20:]
+    assert row_rng(42, 7).random() == row_rng(42, "7").random()  # ids are compared as text
+    x = RowRandom(b"k")
+    assert 0 <= x.getrandbits(200) < 2**200 and x.randrange(10**30) < 10**30 and sorted(x.sample(range(5), 5)) == list(range(5))
+    assert Counter(RowRandom(str(i).encode()).randrange(3) for i in range(3000)).most_common()[-1][1] > 900
+    with pytest.raises(TypeError):
+        x.seed(1)
+
+
+def test_row_random_golden_values():
+    # Pinned: a change here changes the pairs file of every run (the stream is BLAKE2b-512 of the
+    # key in counter mode, 64-bit words taken from the end of each block, rejection sampling).
+    r = RowRandom(b"compass")
+    assert [r.randrange(1000) for _ in range(6)] == GOLDEN_RANDRANGE
+    assert RowRandom(b"compass").random() == GOLDEN_RANDOM
+
+
+GOLDEN_RANDRANGE = [660, 467, 937, 337, 501, 81]
+GOLDEN_RANDOM = 0.6445669972638831
+
+
+# ------------------------------------------------------------------------------------------------
+# Rows that are not traces
+# ------------------------------------------------------------------------------------------------
+
+
+def test_check_row_names_the_problem():
+    assert check_row([1]) == "expected a JSON object, got list"
+    assert check_row({"id": "a", "problem": "p"}) == "missing field(s) response"
+    assert check_row({"id": None, "problem": "p", "response": "r"}) == "field id must be a string or an integer"
+    assert check_row({"id": True, "problem": "p", "response": "r"}) == "field id must be a string or an integer"
+    assert check_row({"id": 1, "problem": "p", "response": 3}) == "field response must be a string"
+    assert check_row({"id": 1, "problem": "p", "response": "r", "lang": 5}) == "field lang must be a string or null"
+    assert check_row({"id": 1, "problem": "p", "response": "r"}) is None
+    with pytest.raises(ValueError, match="row 1: missing field"):
+        build_pairs([{"id": 1, "problem": "p", "response": "r"}, {"id": 2}])
+
+
+def test_bad_weights_are_user_errors():
+    from compass.io import CompassError
+
+    with pytest.raises(CompassError, match="at least one > 0"):
+        make_settings(weights={"omit_thinking": 0, "tamper_thinking_numbers": 0, "tamper_answer": 0})
+    with pytest.raises(CompassError, match="unknown strategy"):
+        make_settings(weights={"shuffle_steps": 1})
+    with pytest.raises(CompassError, match="needs on-policy samples"):
+        make_settings(on_policy_ratio=0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# On-policy pairs
+# ------------------------------------------------------------------------------------------------
+
+
+def grade(prediction: str, gold: str) -> bool:
+    """A real (small) grader of a model output: its last boxed answer is the same number as the
+    gold answer, or the same normalised LaTeX text; no boxed answer is wrong."""
+    answer = extract_boxed(prediction)
+    return answer is not None and same_answer(answer, gold)
+
+
+def same_answer(prediction: str, gold: str) -> bool:
+    def norm(s: str) -> str:
+        s = s.strip().strip("$").replace("\\dfrac", "\\frac").replace("\\!", "").replace(" ", "")
+        return s[:-1] if s.endswith(".") else s
+
+    p, g = norm(prediction), norm(gold)
+    try:
+        return abs(float(p.replace(",", "")) - float(g.replace(",", ""))) < 1e-9
+    except ValueError:
+        return p == g
+
+
+def _sample(row, answer: str) -> str:
+    thinking = row["response"].split("<Thinking>")[1].split("</Thinking>")[0]
+    return format_response(row["problem"], "Let me redo this. " + thinking[:200], answer)
+
+
+def test_grade_is_a_real_comparison():
+    assert same_answer("1,000", "1000") and same_answer("\\dfrac{1}{2}", "\\frac{1}{2}") and same_answer("72.", "72")
+    assert not same_answer("71", "72") and not same_answer("\\frac{1}{3}", "\\frac{1}{2}")
+    assert grade("so \\boxed{1,000}.", "1000") and not grade("1000", "1000")
+
+
+def test_mix_on_policy_picks_a_wrong_sample_and_falls_back_otherwise(gsm8k):
+    rows = gsm8k[:200]
+    samples = {}
+    for i, row in enumerate(rows):
+        gold = row["answer"]
+        wrong = str(int(gold.replace(",", "")) + 1)
+        if i % 4 == 0:
+            samples[row["id"]] = [_sample(row, gold), _sample(row, wrong), "I am not sure."]
+        elif i % 4 == 1:
+            samples[row["id"]] = [_sample(row, gold), _sample(row, gold.replace(",", ""))]  # the model never fails
+        elif i % 4 == 2:
+            samples[row["id"]] = []
+        # i % 4 == 3: no samples at all
+    pairs, stats = build_pairs(rows, seed=42, samples=samples, is_correct=grade, on_policy_ratio=1.0)
+    assert len(pairs) == len(rows)
+    by_id = {p["id"]: p for p in pairs}
+    for i, row in enumerate(rows):
+        p = by_id[row["id"]]
+        if i % 4 == 0:
+            assert p["strategy"] == "on_policy"
+            rej = p["rejected"][0]["content"]
+            assert rej in samples[row["id"]] and rej != samples[row["id"]][0]  # a wrong one (or the one without an answer)
+        else:
+            assert p["strategy"] in STRATEGIES  # synthetic fallback
+    out = stats["on_policy"]["outcomes"]
+    assert out == {"not_drawn": 0, "no_samples": 100, "no_gold": 0, "no_wrong_sample": 50, "on_policy": 50}
+    assert stats["strategies"]["on_policy"] == 50 and stats["on_policy"]["share"] == 0.25
+
+    # The order of the samples does not matter.
+    shuffled = {k: list(reversed(v)) for k, v in samples.items()}
+    again, _ = build_pairs(list(reversed(rows)), seed=42, samples=shuffled, is_correct=grade, on_policy_ratio=1.0)
+    assert _lines(again) == _lines(pairs)
+
+
+def test_on_policy_ratio_mixes_on_policy_and_synthetic_pairs(gsm8k):
+    rows = gsm8k[:600]
+    samples = {r["id"]: [_sample(r, str(int(r["answer"].replace(",", "")) + 3))] for r in rows}
+    pairs, stats = build_pairs(rows, seed=42, samples=samples, is_correct=grade, on_policy_ratio=0.3)
+    share = stats["strategies"]["on_policy"] / len(pairs)
+    assert 0.24 < share < 0.36 and stats["on_policy"]["outcomes"]["not_drawn"] == len(rows) - stats["strategies"]["on_policy"]
+    # The synthetic pairs are the same ones as without on-policy mode.
+    synthetic, _ = build_pairs(rows, seed=42)
+    plain = {p["id"]: p for p in synthetic}
+    for p in pairs:
+        if p["strategy"] != "on_policy":
+            assert p == plain[p["id"]]
+
+
+def test_mix_on_policy_alone():
+    row = {"id": "q1", "problem": "1+1?", "response": format_response("1+1?", "1+1=2", "2"), "answer": "2"}
+    rej, outcome = mix_on_policy(row, ["\\boxed{2}", "\\boxed{3}", "\\boxed{ 2 }"], seed=1, ratio=1.0, is_correct=grade)
+    assert (rej, outcome) == ("\\boxed{3}", "on_policy")
+    assert mix_on_policy(row, ["\\boxed{2}"], seed=1, ratio=1.0, is_correct=grade) == (None, "no_wrong_sample")
+    assert mix_on_policy(row, None, seed=1, ratio=1.0, is_correct=grade) == (None, "no_samples")
+    assert mix_on_policy(row, ["\\boxed{3}"], seed=1, ratio=0.0, is_correct=grade) == (None, "not_drawn")
+    no_gold = dict(row, answer=None, response="no answer here")
+    assert mix_on_policy(no_gold, ["\\boxed{3}"], seed=1, ratio=1.0, is_correct=grade) == (None, "no_gold")
+    # Gold from the response's boxed answer when the row has no `answer`.
+    assert mix_on_policy(dict(row, answer=None), ["\\boxed{3}"], seed=1, ratio=1.0, is_correct=grade) == ("\\boxed{3}", "on_policy")
+
+
+def test_samples_are_found_by_prompt_id_for_distill_sample_ids():
+    samples = {"p1": ["a"], "7": ["b"]}
+    assert samples_for(samples, "p1") == ["a"]
+    assert samples_for(samples, "p1#s2") == ["a"]
+    assert samples_for(samples, 7) == ["b"]
+    assert samples_for(samples, "p2#s1") is None and samples_for(samples, "p1#sx") is None
+
+
+def test_locate_matches_parse_sections_on_well_formed_traces(real):
+    for row in real:
+        loc, sec = locate(row["response"]), _parts(row["response"])
+        assert loc.thinking == sec.thinking and loc.boxed == sec.boxed
+
+
+def test_on_policy_with_the_project_grader(gsm8k, math500):
+    grade_mod = pytest.importorskip("compass.eval.grade")
+    rows = gsm8k[:12] + [r for r in math500 if r["answer"] in ("\\frac{14}{3}", "-2", "\\text{(C)}")]
+    samples = {}
+    for r in rows:
+        wrong = tamper_answer(r["response"], row_rng(0, r["id"]))
+        samples[r["id"]] = [r["response"].replace("<Thinking>", "<Thinking>Again: "), wrong]
+    pairs, stats = build_pairs(rows, seed=42, samples=samples, is_correct=grade_mod.is_correct, on_policy_ratio=1.0)
+    assert stats["on_policy"]["outcomes"]["on_policy"] == len(rows)
+    for p in pairs:
+        assert p["rejected"][0]["content"] == samples[p["id"]][1]

@@ -1,0 +1,218 @@
+"""`compass pairs` end to end on files of real traces: output and stats, byte-identical output
+whatever the row order, workers, block size or sort spilling, bad lines reported as file:line,
+nothing half-written, flags over config, on-policy samples through the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from compass import cli
+from compass.pairs.build import build_pairs, make_settings, run_pairs
+from compass.trace_format import extract_boxed, format_response
+from conftest import shared_file
+
+
+def _real_traces(n_gsm8k=250, n_math=80) -> list[dict]:
+    rows = []
+    with open(shared_file("gsm8k", "test.jsonl"), encoding="utf-8") as f:
+        for i, line in zip(range(n_gsm8k), f):
+            r = json.loads(line)
+            solution, answer = r["answer"].rsplit("####", 1)
+            rows.append({"id": f"gsm8k-test-{i:05d}", "source": "gsm8k", "lang": "en", "problem": r["question"],
+                         "answer": answer.strip(), "response": format_response(r["question"], solution, answer)})
+    with open(shared_file("math500", "test.jsonl"), encoding="utf-8") as f:
+        for i, line in zip(range(n_math), f):
+            r = json.loads(line)
+            rows.append({"id": f"math500-{i:03d}", "source": "math500", "lang": "en", "problem": r["problem"],
+                         "answer": r["answer"], "response": format_response(r["problem"], r["solution"], r["answer"])})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return _real_traces()
+
+
+def _write(path: Path, rows, lines_between=None) -> Path:
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    for at, text in sorted((lines_between or {}).items(), reverse=True):
+        lines.insert(at, text)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def cfg(tmp_path) -> Path:
+    p = tmp_path / "empty.yaml"  # schema defaults, whatever config/config.yaml says
+    p.write_text("{}\n")
+    return p
+
+
+def _run(cfg, *args) -> int:
+    return cli.main(["pairs", "--config", str(cfg), *map(str, args)])
+
+
+def test_cli_writes_pairs_and_stats(tmp_path, rows, cfg, capsys):
+    traces = _write(tmp_path / "traces.jsonl", rows)
+    out = tmp_path / "out" / "pairs.jsonl"
+    assert _run(cfg, "--traces", traces, "--out", out) == 0
+    assert f"{len(rows)} pairs from {len(rows)} traces" in capsys.readouterr().out
+    pairs, stats = build_pairs(rows, seed=42)
+    expected = "".join(json.dumps(p, ensure_ascii=False, separators=(",", ":")) + "\n" for p in pairs)
+    assert out.read_text(encoding="utf-8") == expected
+    written = json.loads((tmp_path / "out" / "pairs.stats.json").read_text())
+    assert written["rows_in"] == written["pairs_out"] == len(rows)
+    assert written["strategies"] == stats["strategies"] and written["dropped"] == {} and written["duplicate_ids"] == 0
+    assert written["seed"] == 42 and written["weights"] == {"omit_thinking": 0.34, "tamper_thinking_numbers": 0.33, "tamper_answer": 0.33}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pairs.jsonl", "pairs.stats.json"]
+
+
+def test_byte_identical_whatever_row_order_and_workers(tmp_path, rows, cfg):
+    a = _write(tmp_path / "a.jsonl", rows)
+    shuffled = list(rows)
+    random.Random(7).shuffle(shuffled)
+    b = _write(tmp_path / "b.jsonl", shuffled)
+    assert _run(cfg, "--traces", a, "--out", tmp_path / "a.out.jsonl") == 0
+    assert _run(cfg, "--traces", b, "--out", tmp_path / "b.out.jsonl", "--workers", 2) == 0
+    assert (tmp_path / "a.out.jsonl").read_bytes() == (tmp_path / "b.out.jsonl").read_bytes()
+    assert (tmp_path / "a.out.stats.json").read_bytes() == (tmp_path / "b.out.stats.json").read_bytes()
+    ids = [json.loads(line)["id"] for line in (tmp_path / "a.out.jsonl").read_text().splitlines()]
+    assert ids == sorted(ids)
+
+
+def test_byte_identical_whatever_blocks_workers_and_spills(tmp_path, rows):
+    traces = _write(tmp_path / "t.jsonl", rows + [dict(rows[0], response=rows[0]["response"] + " ")])  # a duplicate id
+    settings = make_settings()
+    run_pairs(traces, tmp_path / "ref.jsonl", tmp_path / "ref.stats.json", settings, progress=False)
+    ref = (tmp_path / "ref.jsonl").read_bytes()
+    ref_stats = json.loads((tmp_path / "ref.stats.json").read_text())
+    assert ref_stats["duplicate_ids"] == 1
+    for workers, block, spill in [(1, 4096, 50_000), (3, 10_000, 1 << 30), (2, 2048, 30_000)]:
+        out = tmp_path / f"o{workers}.jsonl"
+        run_pairs(traces, out, tmp_path / f"o{workers}.stats.json", settings, workers=workers, block_bytes=block,
+                  spill_bytes=spill, progress=False)
+        assert out.read_bytes() == ref, (workers, block, spill)
+        assert json.loads((tmp_path / f"o{workers}.stats.json").read_text()) == ref_stats
+    assert not list(tmp_path.glob(".*"))  # no spill or partial files left behind
+
+
+def test_seed_flag_and_config_agree_and_change_the_output(tmp_path, rows, cfg):
+    traces = _write(tmp_path / "t.jsonl", rows[:60])
+    assert _run(cfg, "--traces", traces, "--out", tmp_path / "s42.jsonl") == 0
+    assert _run(cfg, "--traces", traces, "--out", tmp_path / "s43.jsonl", "--seed", 43) == 0
+    assert cli.main(["pairs", "--config", str(cfg), "--set", "pairs.seed=43", "--traces", str(traces), "--out", str(tmp_path / "c43.jsonl")]) == 0
+    assert (tmp_path / "s43.jsonl").read_bytes() == (tmp_path / "c43.jsonl").read_bytes()
+    assert (tmp_path / "s42.jsonl").read_bytes() != (tmp_path / "s43.jsonl").read_bytes()
+    assert json.loads((tmp_path / "s43.stats.json").read_text())["seed"] == 43
+
+
+def test_bad_line_stops_the_stage_with_file_and_line_and_leaves_nothing(tmp_path, rows, cfg, capsys):
+    traces = _write(tmp_path / "t.jsonl", rows[:50], {20: '{"id": "x", "problem": "p", "response": '})
+    out = tmp_path / "pairs.jsonl"
+    assert _run(cfg, "--traces", traces, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert f"{traces}:21:" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.yaml", "t.jsonl"]  # no OUT, no stats, no partial file
+
+
+def test_bad_line_in_a_later_block_with_workers_leaves_the_old_output_alone(tmp_path, rows, cfg, capsys):
+    traces = _write(tmp_path / "t.jsonl", rows, {300: "[1, 2]"})
+    out = tmp_path / "pairs.jsonl"
+    out.write_text("old complete output\n")
+    assert _run(cfg, "--traces", traces, "--out", out, "--workers", 2) == 2
+    assert f"{traces}:301: expected a JSON object, got list" in capsys.readouterr().err
+    assert out.read_text() == "old complete output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.yaml", "pairs.jsonl", "t.jsonl"]
+
+
+def test_bad_lines_are_skipped_and_counted_when_configured(tmp_path, rows, cfg, capsys):
+    # inserted from the last position back: lines 6, 12, 18 and a blank line 24
+    bad = {5: "not json", 10: '{"id": "y", "problem": "p"}', 15: '{"id": null, "problem": "p", "response": "r"}', 20: ""}
+    traces = _write(tmp_path / "t.jsonl", rows[:40], bad)
+    with open(traces, "ab") as f:
+        f.write(b'{"id": "z", "problem": "\xff", "response": "r"}\n')
+    out = tmp_path / "pairs.jsonl"
+    assert _run(cfg, "--traces", traces, "--out", out, "--on-bad-line", "skip") == 0
+    assert "skipped 4 malformed line(s)" in capsys.readouterr().err
+    stats = json.loads((tmp_path / "pairs.stats.json").read_text())
+    assert stats["dropped"] == {"bad_line": 4} and stats["pairs_out"] == 40 and stats["rows_in"] == 44  # the blank line is no row
+    assert [e.split(": ", 1)[0] for e in stats["bad_lines"]] == [f"{traces}:{n}" for n in (6, 12, 18, 45)]
+    assert "missing field(s) response" in stats["bad_lines"][1] and "field id must be" in stats["bad_lines"][2]
+    assert len(out.read_text().splitlines()) == 40
+    # The config key does the same.
+    assert cli.main(["pairs", "--config", str(cfg), "--set", "pairs.on_bad_line=skip", "--traces", str(traces),
+                     "--out", str(tmp_path / "p2.jsonl")]) == 0
+    assert (tmp_path / "p2.jsonl").read_bytes() == out.read_bytes()
+
+
+def test_require_tags_flag_and_config(tmp_path, rows, cfg):
+    broken = [dict(r, id=r["id"] + "-broken", response=r["response"].replace("</Thinking>", "")) for r in rows[:7]]
+    traces = _write(tmp_path / "t.jsonl", rows[:30] + broken)
+    assert _run(cfg, "--traces", traces, "--out", tmp_path / "a.jsonl", "--require-tags") == 0
+    a = json.loads((tmp_path / "a.stats.json").read_text())
+    assert a["dropped"] == {"malformed:missing_thinking": 7} and a["pairs_out"] == 30 and a["require_tags"] is True
+    assert cli.main(["pairs", "--config", str(cfg), "--set", "pairs.require_tags=true", "--traces", str(traces),
+                     "--out", str(tmp_path / "b.jsonl")]) == 0
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert _run(cfg, "--traces", traces, "--out", tmp_path / "c.jsonl") == 0
+    assert json.loads((tmp_path / "c.stats.json").read_text())["pairs_out"] == 37
+
+
+def test_user_errors_are_one_line(tmp_path, rows, cfg, capsys):
+    traces = _write(tmp_path / "t.jsonl", rows[:5])
+    assert _run(cfg, "--traces", tmp_path / "missing.jsonl", "--out", tmp_path / "o.jsonl") == 2
+    assert "missing.jsonl: file not found" in capsys.readouterr().err
+    assert _run(cfg, "--traces", traces, "--out", tmp_path / "o.jsonl", "--on-policy-ratio", "0.5") == 2
+    assert "needs --samples" in capsys.readouterr().err
+    assert _run(cfg, "--traces", traces, "--out", tmp_path / "o.jsonl", "--workers", "0") == 2
+    assert not (tmp_path / "o.jsonl").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["pairs", "--help"])
+    assert e.value.code == 0
+    assert "--require-tags" in capsys.readouterr().out
+
+
+def _grade(prediction: str, gold: str) -> bool:
+    """A real small grader of a model output: its last boxed answer against the gold answer,
+    numbers compared as numbers, anything else as stripped text."""
+    boxed = extract_boxed(prediction)
+    if boxed is None:
+        return False
+    p, g = boxed.strip().replace(",", ""), gold.strip().replace(",", "")
+    try:
+        return float(p) == float(g)
+    except ValueError:
+        return p == g
+
+
+def test_on_policy_samples_through_the_cli(tmp_path, rows, cfg, monkeypatch):
+    gsm = rows[:120]
+    traces = _write(tmp_path / "t.jsonl", gsm)
+    samples = tmp_path / "samples.jsonl"
+    with open(samples, "w", encoding="utf-8") as f:
+        for i, r in enumerate(gsm):
+            right = r["response"]
+            wrong = right.replace(f"\\boxed{{{r['answer']}}}", f"\\boxed{{{int(r['answer'].replace(',', '')) + 2}}}")
+            f.write(json.dumps({"id": r["id"], "samples": [right, wrong] if i % 2 else [right]}) + "\n")
+    grade_module = types.ModuleType("compass.eval.grade")
+    grade_module.is_correct = _grade
+    monkeypatch.setitem(sys.modules, "compass.eval.grade", grade_module)
+    out = tmp_path / "pairs.jsonl"
+    assert _run(cfg, "--traces", traces, "--out", out, "--samples", samples, "--on-policy-ratio", "1.0") == 0
+    stats = json.loads((tmp_path / "pairs.stats.json").read_text())
+    assert stats["on_policy"]["outcomes"]["on_policy"] == 60 and stats["on_policy"]["outcomes"]["no_wrong_sample"] == 60
+    assert stats["pairs_out"] == 120 and stats["strategies"]["on_policy"] == 60
+    for line in out.read_text().splitlines():
+        p = json.loads(line)
+        if p["strategy"] == "on_policy":
+            assert "\\boxed{" in p["rejected"][0]["content"] and p["rejected"][0]["content"] != p["chosen"][0]["content"]
+    # Workers do not change it either.
+    assert _run(cfg, "--traces", traces, "--out", tmp_path / "w2.jsonl", "--samples", samples,
+                "--on-policy-ratio", "1.0", "--workers", "2") == 0
+    assert (tmp_path / "w2.jsonl").read_bytes() == out.read_bytes()

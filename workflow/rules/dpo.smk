@@ -1,0 +1,59 @@
+# DPO: preference pairs from the traces, LoRA DPO from the SFT-merged LLM, then merged.
+
+
+rule pairs:
+    input:
+        rules.distill.output.traces,
+    output:
+        pairs=f"{RUN}/dpo/pairs.jsonl",
+        stats=f"{RUN}/dpo/pairs.stats.json",
+    params:
+        cfg=sections("pairs"),
+    log:
+        log("pairs"),
+    benchmark:
+        bench("pairs")
+    threads: 2
+    container: config["containers"]["train"]
+    shell:
+        "compass pairs --params {params.cfg:q} --traces {input} --out {output.pairs} --stats {output.stats} > {log} 2>&1"
+
+
+rule dpo:
+    input:
+        pairs=rules.pairs.output.pairs,
+        llm=rules.merge_sft.output,
+    output:
+        directory(f"{RUN}/dpo/adapter"),
+    params:
+        cfg=sections("dpo", "seed"),
+        checkpoints=f"{RUN}/dpo/checkpoints",
+    log:
+        log("dpo"),
+    benchmark:
+        bench("dpo")
+    threads: 8
+    container: config["containers"]["train"]
+    shell:
+        "compass dpo --params {params.cfg:q} --pairs {input.pairs} --model {input.llm}"
+        " --out {output} --checkpoints {params.checkpoints} > {log} 2>&1"
+
+
+rule merge_dpo:
+    input:
+        base=rules.merge_sft.output,
+        adapter=rules.dpo.output,
+    output:
+        directory(f"{RUN}/dpo/merged"),
+    params:
+        cfg=sections("merge"),
+    log:
+        log("merge_dpo"),
+    benchmark:
+        bench("merge_dpo")
+    threads: 2
+    resources:
+        mem_mb=65536,
+    container: config["containers"]["train"]
+    shell:
+        "compass merge --params {params.cfg:q} --base {input.base} --adapter {input.adapter} --out {output} > {log} 2>&1"
