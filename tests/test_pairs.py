@@ -585,3 +585,37 @@ def test_on_policy_with_the_project_grader(gsm8k, math500):
     assert stats["on_policy"]["outcomes"]["on_policy"] == len(rows)
     for p in pairs:
         assert p["rejected"][0]["content"] == samples[p["id"]][1]
+
+
+def test_fast_well_formed_agrees_with_check_response(real):
+    from compass.pairs.build import well_formed
+    from compass.trace_format import check_response
+
+    rng = random.Random(0)
+    tags = ["<Problem>", "</Problem>", "<Thinking>", "</Thinking>", "<Answer>", "</Answer>", "\\boxed{", "}"]
+    texts = []
+    for row in real[:400]:
+        t = row["response"]
+        texts.append(t)
+        for _ in range(6):  # drop, duplicate or move tags at random
+            u = t
+            for _ in range(rng.randint(1, 3)):
+                tag = rng.choice(tags)
+                i = u.find(tag)
+                if i == -1:
+                    continue
+                op = rng.randrange(3)
+                if op == 0:
+                    u = u[:i] + u[i + len(tag):]
+                else:
+                    j = rng.randrange(len(u) + 1)
+                    u = (u[:i] + u[i + len(tag):]) if op == 2 else u
+                    u = u[:j] + tag + u[j:]
+            texts.append(u)
+    texts += [_answer_first(real[0]["response"]), "", "<Problem></Problem><Thinking></Thinking><Answer>\\boxed{}</Answer>",
+              "<Problem><Thinking></Problem></Thinking><Answer>\\boxed{1}</Answer>"]
+    bad = 0
+    for t in texts:
+        assert well_formed(t) == (check_response(t) is None), t
+        bad += not well_formed(t)
+    assert bad > len(texts) // 2

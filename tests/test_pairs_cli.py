@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 import sys
 import types
 from pathlib import Path
@@ -86,20 +87,47 @@ def test_byte_identical_whatever_row_order_and_workers(tmp_path, rows, cfg):
     assert ids == sorted(ids)
 
 
-def test_byte_identical_whatever_blocks_workers_and_spills(tmp_path, rows):
-    traces = _write(tmp_path / "t.jsonl", rows + [dict(rows[0], response=rows[0]["response"] + " ")])  # a duplicate id
+def test_byte_identical_whatever_blocks_workers_and_spills(tmp_path, rows, monkeypatch):
+    from compass.pairs import build
+
+    calls = Counter()
+    for name in ("_spill", "finish"):
+        orig = getattr(build._SortedOutput, name)
+
+        def wrapped(self, *a, _orig=orig, _name=name):
+            calls[_name, len(self.streams), self.sorting] += 1
+            return _orig(self, *a)
+
+        monkeypatch.setattr(build._SortedOutput, name, wrapped)
+    dup = dict(rows[0], response=rows[0]["response"] + " ")  # a second row with the same id
+    expected_pairs, _ = build_pairs(rows + [dup], seed=42)
+    expected = "".join(json.dumps(p, ensure_ascii=False, separators=(",", ":")) + "\n" for p in expected_pairs).encode()
+    shuffled = rows + [dup]
+    random.Random(1).shuffle(shuffled)
+    math_first = [r for r in rows if r["source"] == "math500"] + [r for r in rows if r["source"] == "gsm8k"] + [dup]
     settings = make_settings()
-    run_pairs(traces, tmp_path / "ref.jsonl", tmp_path / "ref.stats.json", settings, progress=False)
-    ref = (tmp_path / "ref.jsonl").read_bytes()
-    ref_stats = json.loads((tmp_path / "ref.stats.json").read_text())
-    assert ref_stats["duplicate_ids"] == 1
-    for workers, block, spill in [(1, 4096, 50_000), (3, 10_000, 1 << 30), (2, 2048, 30_000)]:
-        out = tmp_path / f"o{workers}.jsonl"
-        run_pairs(traces, out, tmp_path / f"o{workers}.stats.json", settings, workers=workers, block_bytes=block,
-                  spill_bytes=spill, progress=False)
-        assert out.read_bytes() == ref, (workers, block, spill)
-        assert json.loads((tmp_path / f"o{workers}.stats.json").read_text()) == ref_stats
-    assert not list(tmp_path.glob(".*"))  # no spill or partial files left behind
+    ref_stats = None
+    cases = [
+        ("sorted", rows + [dup], 1, 2 << 20, 1 << 30, ("finish", 1, False)),  # one block, sorted, streamed
+        ("sorted-blocks", rows + [dup], 2, 8192, 1 << 30, ("finish", 2, False)),  # the late duplicate opens a 2nd run
+        ("segments", math_first, 2, 8192, 1 << 30, ("finish", 4, False)),  # a run per sorted segment (+1 at the seam), merged
+        ("shuffled", shuffled, 1, 2048, 40_000, ("finish", 16, True)),  # past 16 runs: sorted in memory, spilled
+        ("shuffled-3w", shuffled, 3, 4096, 1 << 30, ("finish", 16, True)),
+    ]
+    for name, data, workers, block, spill, expect in cases:
+        calls.clear()
+        traces = _write(tmp_path / f"{name}.jsonl", data)
+        out = tmp_path / f"{name}.out.jsonl"
+        stats = run_pairs(traces, out, tmp_path / f"{name}.stats.json", settings, workers=workers, block_bytes=block,
+                          spill_bytes=spill, progress=False)
+        assert out.read_bytes() == expected, name
+        assert calls[expect] == 1, (name, calls)
+        if name == "shuffled":
+            assert sum(v for k, v in calls.items() if k[0] == "_spill") > 1
+        assert stats["duplicate_ids"] == 1 and stats["pairs_out"] == len(rows) + 1
+        ref_stats = ref_stats or stats
+        assert stats == ref_stats
+    assert not list(tmp_path.glob(".*"))  # no run, spill or partial file left behind
 
 
 def test_seed_flag_and_config_agree_and_change_the_output(tmp_path, rows, cfg):

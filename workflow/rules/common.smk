@@ -26,3 +26,4 @@ def log(name):
 
 def bench(name):
     return f"{RUN}/benchmarks/{name}.tsv"
+

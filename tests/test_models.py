@@ -1,0 +1,120 @@
+"""Phase 1 demo build, LLM extraction, merge parity and recomposition on tiny real-class models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from compass.io import CompassError
+
+
+def test_phase1_demo_is_the_real_layout(phase1_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(phase1_dir)
+    processor = AutoProcessor.from_pretrained(phase1_dir)
+    assert type(model).__name__ == "LlavaOnevisionForConditionalGeneration"
+    assert type(model.model.vision_tower).__name__ == "SiglipVisionModel"
+    assert type(model.model.language_model).__name__ == "LlamaModel"
+    proj = model.model.multi_modal_projector
+    assert [type(m).__name__ for m in (proj.linear_1, proj.act, proj.linear_2)] == ["Linear", "GELUActivation", "Linear"]
+    assert processor.tokenizer.convert_tokens_to_ids("<image>") == model.config.image_token_id
+    # digits are single tokens: the arithmetic is learnable
+    assert processor.tokenizer.tokenize("123") == ["1", "2", "3"]
+
+
+def test_extracted_llm_has_the_vlm_language_weights(phase1_dir, phase1_llm):
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    vlm = AutoModelForImageTextToText.from_pretrained(phase1_dir)
+    llm = AutoModelForCausalLM.from_pretrained(phase1_llm)
+    assert type(llm).__name__ == "LlamaForCausalLM"
+    for name, tensor in vlm.model.language_model.state_dict().items():
+        assert torch.equal(tensor, llm.model.state_dict()[name]), name
+    assert torch.equal(vlm.lm_head.weight, llm.lm_head.weight)
+
+
+def _random_adapter(base_dir, out_dir, scale=0.05):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), LoraConfig(r=4, target_modules="all-linear"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=scale)
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out_dir)
+
+
+def test_merge_passes_parity_and_changes_the_model(phase1_llm, tmp_path, demo_config):
+    from compass.models.merge import merge
+
+    _random_adapter(phase1_llm, tmp_path / "adapter")
+    report = merge(phase1_llm, tmp_path / "adapter", tmp_path / "merged", demo_config["merge"])
+    assert report["max_abs_logit_diff"] <= report["atol"]
+    assert json.loads((tmp_path / "merged" / "merge_parity.json").read_text()) == report
+    from compass.models.checkpoint import iter_tensors
+
+    base = dict(iter_tensors(phase1_llm))
+    merged = dict(iter_tensors(tmp_path / "merged"))
+    assert any(not torch.equal(base[k], merged[k]) for k in base)
+
+
+def test_merge_parity_failure_fails_the_stage_and_writes_nothing(phase1_llm, tmp_path, demo_config):
+    from compass.models.merge import merge
+
+    _random_adapter(phase1_llm, tmp_path / "adapter")
+    strict = dict(demo_config["merge"], atol_fp32=1e-12)
+    with pytest.raises(CompassError, match="parity check failed"):
+        merge(phase1_llm, tmp_path / "adapter", tmp_path / "merged", strict)
+    assert not (tmp_path / "merged").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".merged")]
+
+
+def test_compose_keeps_vision_bit_identical(phase1_dir, phase1_llm, tmp_path, demo_config):
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from compass.models.checkpoint import compare_frozen
+    from compass.models.compose import compose
+    from compass.models.merge import merge
+
+    _random_adapter(phase1_llm, tmp_path / "adapter")
+    merge(phase1_llm, tmp_path / "adapter", tmp_path / "merged", demo_config["merge"])
+    compose(phase1_dir, tmp_path / "merged", tmp_path / "vlm")
+    assert compare_frozen(phase1_dir, tmp_path / "vlm") > 10
+    vlm = AutoModelForImageTextToText.from_pretrained(tmp_path / "vlm")
+    llm = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    for name, tensor in llm.model.state_dict().items():
+        assert torch.equal(vlm.model.language_model.state_dict()[name], tensor), name
+
+
+def test_compare_frozen_catches_a_changed_projector(phase1_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from compass.models.checkpoint import compare_frozen
+
+    shutil.copytree(phase1_dir, tmp_path / "vlm")
+    tensors = load_file(tmp_path / "vlm" / "model.safetensors")
+    key = next(k for k in tensors if "multi_modal_projector" in k)
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] += 1e-3
+    save_file(tensors, tmp_path / "vlm" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CompassError, match=key.replace(".", r"\.")):
+        compare_frozen(phase1_dir, tmp_path / "vlm")
+
+
+def test_compose_refuses_a_mismatched_llm(phase1_dir, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from compass.models.compose import compose
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(tmp_path / "llm")
+    with pytest.raises(CompassError, match="does not match Phase 1"):
+        compose(phase1_dir, tmp_path / "llm", tmp_path / "vlm")
+    assert not (tmp_path / "vlm").exists()

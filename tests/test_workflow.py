@@ -1,0 +1,164 @@
+"""The embedded default, end to end, through the real Snakemake: every stage, the bit-identity of
+the frozen vision parts, the pipeline doing its job, partial reruns, and bad input at start-up.
+
+The whole run happens once per session (a few minutes on 2 cores) in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = REPO / "config" / "config.yaml"
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> count from the 'Job stats' table of a dry run."""
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        jobs[m.group(1)] = int(m.group(2))
+    jobs.pop("total", None)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--configfile", str(CONFIG), "--cores", "2", "all")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def results(run_dir) -> Path:
+    return run_dir / "results" / "demo"
+
+
+def test_every_stage_is_a_file_target(results):
+    for path in [
+        "data/prompts.jsonl", "data/test/demo.jsonl", "traces/traces.jsonl", "sft/adapter/adapter_model.safetensors",
+        "sft/merged/model.safetensors", "sft/merged/merge_parity.json", "dpo/pairs.jsonl", "dpo/pairs.stats.json",
+        "dpo/adapter/adapter_model.safetensors", "dpo/merged/model.safetensors", "final_vlm/model.safetensors",
+        "final_vlm/processor_config.json", "eval/phase1/demo.json", "eval/sft/demo.json", "eval/phase2/demo.json",
+        "report/index.html", "report/summary.json", "report/results.png",
+    ]:
+        assert (results / path).is_file(), path
+    for rule in ["sft", "dpo", "compose", "report"]:
+        assert (results / "logs" / f"{rule}.log").is_file()
+        assert (results / "benchmarks" / f"{rule}.tsv").is_file()
+
+
+def test_final_vlm_keeps_phase1_vision_bit_identical_and_generates_from_an_image(results):
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from compass.models.checkpoint import compare_frozen, iter_tensors
+
+    assert compare_frozen(results / "phase1" / "vlm", results / "final_vlm") > 0
+    # ... while the language model did change.
+    p1 = dict(iter_tensors(results / "phase1" / "vlm"))
+    p2 = dict(iter_tensors(results / "final_vlm"))
+    changed = [k for k in p1 if "language_model" in k and not torch.equal(p1[k], p2[k])]
+    assert changed
+
+    model = AutoModelForImageTextToText.from_pretrained(results / "final_vlm")
+    processor = AutoProcessor.from_pretrained(results / "final_vlm")
+    assert type(model).__name__ == "LlavaOnevisionForConditionalGeneration"
+    image = Image.fromarray((np.random.default_rng(0).random((48, 64, 3)) * 255).astype("uint8"))
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many apples are there?"}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=image, text=prompt, return_tensors="pt")
+    assert (inputs["input_ids"] == model.config.image_token_id).sum() > 0
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_pipeline_does_its_job(results):
+    phase1 = json.loads((results / "eval/phase1/demo.json").read_text())
+    sft = json.loads((results / "eval/sft/demo.json").read_text())
+    phase2 = json.loads((results / "eval/phase2/demo.json").read_text())
+    assert phase2["n"] == 200
+    assert phase2["well_formed_rate"] >= 0.90, phase2
+    assert phase2["accuracy"] >= phase1["accuracy"] + 0.25, (phase1, phase2)
+    assert sft["well_formed_rate"] >= 0.90, sft
+    summary = json.loads((results / "report/summary.json").read_text())
+    assert summary["results"]["demo"]["phase2"]["accuracy"] == phase2["accuracy"]
+    assert summary["training"]["dpo"]["loss"]
+
+
+def test_nothing_to_do_after_a_complete_run(run_dir):
+    assert planned_jobs(snakemake(run_dir, "--configfile", str(CONFIG), "-n", "all")) == {}
+
+
+def _changed_config(run_dir: Path, change: dict) -> Path:
+    cfg = yaml.safe_load(CONFIG.read_text())
+    for section, values in change.items():
+        cfg[section].update(values)
+    path = run_dir / f"changed-{'-'.join(change)}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_changing_dpo_beta_reruns_dpo_and_what_follows_only(run_dir):
+    cfg = _changed_config(run_dir, {"dpo": {"beta": 0.2}})
+    jobs = planned_jobs(snakemake(run_dir, "--configfile", str(cfg), "-n", "all"))
+    assert {"dpo", "merge_dpo", "compose", "report"} <= set(jobs)
+    assert not {"phase1_demo", "prompts", "distill", "sft", "merge_sft", "pairs"} & set(jobs)
+    assert jobs["evaluate"] == 1  # phase2 only
+
+
+def test_changing_sft_learning_rate_reruns_from_sft_on(run_dir):
+    cfg = _changed_config(run_dir, {"sft": {"learning_rate": 1e-3}})
+    jobs = planned_jobs(snakemake(run_dir, "--configfile", str(cfg), "-n", "final_vlm"))
+    assert {"sft", "merge_sft", "dpo", "merge_dpo", "compose"} <= set(jobs)
+    assert not {"phase1_demo", "extract_llm", "prompts", "distill", "pairs"} & set(jobs)
+
+
+def test_bad_config_key_is_named_at_start_up(tmp_path):
+    cfg = yaml.safe_load(CONFIG.read_text())
+    cfg["dpo"]["beta"] = "high"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "--configfile", str(path), "-n", "final_vlm", check=False)
+    assert proc.returncode != 0
+    assert "dpo.beta: 'high' is not of type 'number'" in proc.stdout + proc.stderr
+
+
+def test_missing_phase1_directory_is_one_line(tmp_path):
+    cfg = yaml.safe_load(CONFIG.read_text())
+    cfg["phase1"]["path"] = str(tmp_path / "no-such-phase1")
+    path = tmp_path / "p1.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "--configfile", str(path), "-n", "final_vlm", check=False)
+    assert proc.returncode != 0
+    err = (proc.stdout + proc.stderr).strip()
+    assert "phase1.path: Phase 1 checkpoint directory not found" in err
+    assert "Traceback" not in err
