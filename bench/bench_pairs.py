@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -154,9 +155,12 @@ def main() -> int:
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd] if Path("/usr/bin/time").exists() else cmd,
                           check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     lines = proc.stderr.strip().splitlines()
     peak = ""
     if lines and lines[-1].isdigit():  # /usr/bin/time -f %M: the largest RSS of the process tree's members
@@ -164,9 +168,10 @@ def main() -> int:
     for line in lines:
         print(line, file=sys.stderr)
     stats = json.loads((work / "pairs.stats.json").read_text())
-    print(f"compass pairs: {args.rows:,} rows in {dt:.1f}s = {args.rows / dt:,.0f} rows/s "
+    print(f"compass pairs: {args.rows:,} rows in {dt:.1f}s = {args.rows / dt:,.0f} rows/s, {cpu:.1f} CPU-s "
           f"(pairs out {stats['pairs_out']:,}, output {out.stat().st_size / 1e6:.0f} MB, workers {args.workers or 'config'}; "
-          f"{os.cpu_count()} CPUs, {_cpu_model()}, Python {platform.python_version()}{peak}; load average before {load0})")
+          f"{os.cpu_count()} CPUs, {_cpu_model()}, Python {platform.python_version()}{peak}; "
+          f"load average before {load0}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     tmp.cleanup()
     return 0
 

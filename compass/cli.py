@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "distill": ("compass.teacher.distill", "write teacher traces in the XML format (reference | hf | vllm backend)"),
     "sft": ("compass.train.sft", "SFT with LoRA on the traces (TRL SFTTrainer + PEFT)"),
     "merge": ("compass.models.merge", "merge a LoRA adapter into its base LLM, with a logit parity check"),
+    "sample": ("compass.pairs.sample", "sample the SFT model's own answers (for on-policy DPO pairs)"),
     "pairs": ("compass.pairs.build", "build DPO preference pairs from traces"),
     "dpo": ("compass.train.dpo", "DPO with LoRA on the pairs (TRL DPOTrainer + PEFT)"),
     "compose": ("compass.models.compose", "put the trained LLM back with the Phase 1 vision tower and projector"),

@@ -20,7 +20,8 @@ def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int
 
     rows = read_jsonl(pairs_path, required=PAIR_FIELDS)
     dataset = Dataset.from_list([{k: r[k] for k in PAIR_FIELDS} for r in rows])
-    args = DPOConfig(**common.training_kwargs(sec, "dpo", checkpoints_dir, seed), beta=sec["beta"])
+    args = DPOConfig(**common.training_kwargs(sec, "dpo", checkpoints_dir, seed), beta=sec["beta"],
+                     loss_type=sec["loss_type"], loss_weights=sec["loss_weights"])
     model, tokenizer = common.load_llm(model_path, args.bf16)
     trainer = DPOTrainer(
         model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer,

@@ -1,9 +1,31 @@
 # DPO: preference pairs from the traces, LoRA DPO from the SFT-merged LLM, then merged.
 
 
+ON_POLICY = config["pairs"]["on_policy_ratio"] > 0
+
+
+rule policy_samples:
+    input:
+        traces=rules.distill.output.traces,
+        model=rules.merge_sft.output,
+    output:
+        f"{RUN}/dpo/policy_samples.jsonl",
+    params:
+        cfg=sections("pairs"),
+    log:
+        log("policy_samples"),
+    benchmark:
+        bench("policy_samples")
+    threads: 2
+    container: config["containers"]["eval"]
+    shell:
+        "compass sample --params {params.cfg:q} --model {input.model} --traces {input.traces} --out {output} > {log} 2>&1"
+
+
 rule pairs:
     input:
-        rules.distill.output.traces,
+        traces=rules.distill.output.traces,
+        samples=rules.policy_samples.output if ON_POLICY else [],
     output:
         pairs=f"{RUN}/dpo/pairs.jsonl",
         stats=f"{RUN}/dpo/pairs.stats.json",
@@ -16,7 +38,9 @@ rule pairs:
     threads: 2
     container: config["containers"]["train"]
     shell:
-        "compass pairs --params {params.cfg:q} --traces {input} --out {output.pairs} --stats {output.stats} > {log} 2>&1"
+        "compass pairs --params {params.cfg:q} --traces {input.traces} --out {output.pairs} --stats {output.stats}"
+        + (" --samples {input.samples}" if ON_POLICY else "")
+        + " > {log} 2>&1"
 
 
 rule dpo:
