@@ -46,6 +46,25 @@ def collect(cfg: dict) -> tuple[list[dict], dict[str, list[dict]]]:
     return prompts, tests
 
 
+def clean(prompts: list[dict], dcfg: dict) -> tuple[list[dict], dict]:
+    """Cross-source duplicates out, then every prompt overlapping a configured evaluation set."""
+    from compass.data import decontaminate
+
+    stats: dict = {}
+    if dcfg["dedupe"]:
+        prompts, stats["duplicates_dropped"] = decontaminate.dedupe(prompts)
+    sets = dcfg["decontamination"]["eval_sets"]
+    if sets:
+        try:
+            index = decontaminate.index_from_config(sets, dcfg["decontamination"]["ngram"], dcfg["decontamination"]["char_ngram"])
+        except CompassError as e:
+            raise CompassError(f"data.decontamination.eval_sets: {e}") from None
+        prompts, stats["decontamination"] = decontaminate.decontaminate(prompts, index)
+        for warning in stats["decontamination"]["warnings"]:
+            print(f"warning: {warning}")
+    return prompts, stats
+
+
 def add_arguments(p) -> None:
     p.add_argument("--out", required=True, type=Path, help="output JSONL of training prompts")
     p.add_argument("--test-dir", required=True, type=Path, help="directory for held-out evaluation sets ({task}.jsonl)")
@@ -53,9 +72,10 @@ def add_arguments(p) -> None:
 
 def main(args, cfg) -> None:
     prompts, tests = collect(cfg)
+    prompts, clean_stats = clean(prompts, cfg["data"])
     for task, rows in tests.items():
         write_jsonl(args.test_dir / f"{task}.jsonl", rows)
-    stats = {"prompts": len(prompts), "per_source": {}, "tests": {k: len(v) for k, v in tests.items()}}
+    stats = {"prompts": len(prompts), "per_source": {}, "tests": {k: len(v) for k, v in tests.items()}, **clean_stats}
     for r in prompts:
         stats["per_source"][r["source"]] = stats["per_source"].get(r["source"], 0) + 1
     write_json(Path(args.out).with_suffix(".stats.json"), stats)
