@@ -23,14 +23,17 @@ SUBCOMMANDS = {
     "extract-llm": ("compass.models.vlm", "take the language model out of a Phase 1 VLM checkpoint"),
     "prompts": ("compass.data.prompts", "normalise the configured sources into one prompt file (+ held-out test sets)"),
     "distill": ("compass.teacher.distill", "write teacher traces in the XML format (reference | hf | vllm backend)"),
+    "gather-traces": ("compass.teacher.gather", "join the distillation shards into one traces file, with stats and a length plot"),
     "sft": ("compass.train.sft", "SFT with LoRA on the traces (TRL SFTTrainer + PEFT)"),
     "merge": ("compass.models.merge", "merge a LoRA adapter into its base LLM, with a logit parity check"),
     "sample": ("compass.pairs.sample", "sample the SFT model's own answers (for on-policy DPO pairs)"),
     "pairs": ("compass.pairs.build", "build DPO preference pairs from traces"),
     "dpo": ("compass.train.dpo", "DPO with LoRA on the pairs (TRL DPOTrainer + PEFT)"),
     "compose": ("compass.models.compose", "put the trained LLM back with the Phase 1 vision tower and projector"),
+    "eval-data": ("compass.eval.tasks", "normalise one evaluation task's data (local path or Hub id) into JSONL"),
     "evaluate": ("compass.eval.evaluate", "generate on an evaluation task and grade it"),
     "grade": ("compass.eval.grade", "grade model predictions against gold answers"),
+    "compare": ("compass.eval.compare", "blind pairwise comparison of two models' answers -> ELO ratings"),
     "report": ("compass.report", "gather the evaluation and stage statistics into a report"),
 }
 

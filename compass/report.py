@@ -1,6 +1,16 @@
 """`compass report`: every evaluation, training curve and stage statistic in one page and one JSON.
 
-Reads only the small JSON files the stages wrote; never loads a model.
+    compass report --evals results/RUN/eval/*/*.json --traces-stats ... --pairs-stats ... \\
+        --sft results/RUN/sft/adapter --dpo results/RUN/dpo/adapter --out results/RUN/report \\
+        [--ballots results/RUN/compare --votes votes.jsonl]
+
+Writes ``index.html`` (the page), ``summary.json`` (the same numbers, machine-readable) and the
+figures: ``results.png`` (every task × model, the task's main metric), ``deltas.png`` (change from
+the previous phase), ``sft_curves.png``, ``dpo_curves.png``, ``stats.png`` (distillation and pairs)
+and, with votes, ``elo.png``. Reads only the small JSON files the stages wrote; never loads a model.
+
+Rows: one per model (phase order: phase1, sft, phase2, then extra checkpoints) and per ablation
+variant ("phase2 + step_by_step", whose change is against the same model's default prompt).
 """
 
 from __future__ import annotations
@@ -12,29 +22,72 @@ from pathlib import Path
 from compass.io import atomic_output, read_json
 
 PHASE_ORDER = ["phase1", "sft", "phase2"]
+METRIC_LABELS = {
+    "accuracy": "accuracy", "macro_f1": "macro-F1", "mcc": "MCC", "roc_auc": "ROC-AUC", "f1": "F1",
+    "well_formed_rate": "well-formed XML", "parse_failure_rate": "parse failures", "accuracy_norm": "acc (length-norm.)",
+    "precision": "precision", "recall": "recall", "accuracy_all": "accuracy (failures wrong)",
+}
+# Secondary columns shown per task kind (the primary metric comes first).
+SECONDARY = {
+    "math": ["well_formed_rate"],
+    "mc": ["accuracy_norm", "accuracy", "macro_f1"],
+    "edinet": ["parse_failure_rate", "accuracy", "f1", "roc_auc", "macro_f1"],
+}
+SFT_KEYS = ["loss", "mean_token_accuracy", "learning_rate"]
+DPO_KEYS = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
+
+
+def _model_rank(name: str) -> tuple:
+    return (PHASE_ORDER.index(name), name) if name in PHASE_ORDER else (len(PHASE_ORDER), name)
+
+
+def row_label(e: dict) -> str:
+    v = e.get("variant") or "default"
+    return e["model"] if v == "default" else f"{e['model']} + {v}"
 
 
 def results_table(evals: list[dict]) -> dict:
-    """{task: {model: {accuracy, well_formed_rate, n, delta_accuracy}}}; delta vs the previous phase."""
+    """{task: {row: metrics}} in phase order. Every row has n, primary, score (its primary metric)
+    and delta (change of score from the previous phase, or for an ablation row from the same model's
+    default prompt); math rows keep accuracy, well_formed_rate and delta_accuracy as before."""
     table: dict = {}
     for e in evals:
-        table.setdefault(e["task"], {})[e["model"]] = {
-            "accuracy": e["accuracy"], "well_formed_rate": e["well_formed_rate"], "n": e["n"],
-        }
-    for task, models in table.items():
+        primary = e.get("primary", "accuracy")
+        row = {"model": e["model"], "variant": e.get("variant") or "default", "kind": e.get("kind", "math"),
+               "n": e["n"], "primary": primary, "score": e.get(primary)}
+        for k, v in e.items():
+            if k not in row and isinstance(v, (int, float, type(None))) and not isinstance(v, bool) and k not in ("generation_seconds", "scoring_seconds"):
+                row[k] = v
+        for k in ("per_lang", "parse_failures", "lm_eval"):
+            if k in e:
+                row[k] = e[k]
+        table.setdefault(e["task"], {})[row_label(e)] = row
+    for task, rows in table.items():
+        ordered = sorted(rows, key=lambda r: (_model_rank(rows[r]["model"]), rows[r]["variant"] != "default", rows[r]["variant"]))
+        table[task] = {r: rows[r] for r in ordered}
         prev = None
-        for name in sorted(models, key=lambda m: PHASE_ORDER.index(m) if m in PHASE_ORDER else len(PHASE_ORDER)):
-            models[name]["delta_accuracy"] = None if prev is None else models[name]["accuracy"] - models[prev]["accuracy"]
-            prev = name
+        for name, row in table[task].items():
+            if row["variant"] != "default":
+                base = table[task].get(row["model"])
+                ref = base if base is not None else None
+            else:
+                ref = table[task][prev] if prev is not None else None
+                prev = name
+            row["delta"] = None if ref is None or ref.get("score") is None or row.get("score") is None else row["score"] - ref["score"]
+            if "accuracy" in row:
+                row["delta_accuracy"] = None if ref is None or "accuracy" not in ref else row["accuracy"] - ref["accuracy"]
     return table
 
 
 def training_curves(adapter_dir) -> dict:
     """Logged series of a TRL run (loss, rewards/margins, rewards/accuracies, ...) keyed by name."""
-    log = read_json(Path(adapter_dir) / "training_log.json")["log_history"]
+    path = Path(adapter_dir) / "training_log.json"
+    if not path.is_file():
+        return {}
+    log = read_json(path)["log_history"]
     series: dict = {}
     for entry in log:
-        if "step" not in entry:
+        if "step" not in entry or "train_runtime" in entry:  # the closing summary entry is not a point
             continue
         for k, v in entry.items():
             if k not in ("step", "epoch") and isinstance(v, (int, float)):
@@ -42,48 +95,131 @@ def training_curves(adapter_dir) -> dict:
     return series
 
 
-def plot_results(table: dict, path: Path) -> None:
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+MODEL_COLORS = {"phase1": "#9aa5b1", "sft": "#4c8bf5", "phase2": "#1a7f37"}
+
+
+def _color(row: dict, i: int) -> str:
+    base = MODEL_COLORS.get(row["model"], ["#d97706", "#8b5cf6", "#db2777", "#0891b2"][i % 4])
+    return base
+
+
+def _fmt_metric(metric: str, v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:+.2f}" if metric == "mcc" else f"{v * 100:.1f}"
+
+
+def plot_results(table: dict, path: Path) -> None:
+    """One small panel per task: the main metric per model (bars), with the value on each bar;
+    math tasks also show the well-formed-XML rate as a hollow bar."""
+    plt = _plt()
     tasks = list(table)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        models = list(table[task])
-        x = range(len(models))
-        acc = [table[task][m]["accuracy"] * 100 for m in models]
-        wf = [table[task][m]["well_formed_rate"] * 100 for m in models]
-        ax.bar([i - 0.2 for i in x], acc, 0.4, label="accuracy")
-        ax.bar([i + 0.2 for i in x], wf, 0.4, label="well-formed XML")
-        for i, (a, w) in enumerate(zip(acc, wf)):
-            ax.text(i - 0.2, a + 1, f"{a:.0f}", ha="center", fontsize=8)
-            ax.text(i + 0.2, w + 1, f"{w:.0f}", ha="center", fontsize=8)
-        ax.set_xticks(list(x), models)
-        ax.set_ylim(0, 110)
-        ax.set_ylabel("%")
-        ax.set_title(task)
-        ax.legend(loc="upper left", fontsize=8)
+    cols = min(4, max(1, len(tasks)))
+    rows_n = (len(tasks) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.4 * rows_n), squeeze=False)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    for ax, task in zip(axes.flat, tasks):
+        rows = table[task]
+        names = list(rows)
+        primary = next(iter(rows.values()))["primary"]
+        scale = 1 if primary == "mcc" else 100
+        vals = [(rows[n]["score"] or 0) * scale for n in names]
+        x = range(len(names))
+        math_kind = next(iter(rows.values()))["kind"] == "math"
+        w = 0.4 if math_kind else 0.6
+        off = -0.2 if math_kind else 0.0
+        bars = ax.bar([i + off for i in x], vals, w, color=[_color(rows[n], i) for i, n in enumerate(names)],
+                      hatch=None, label=METRIC_LABELS.get(primary, primary))
+        for b, n in zip(bars, names):
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height(), _fmt_metric(primary, rows[n]["score"]), ha="center", va="bottom", fontsize=8)
+        if math_kind:
+            wf = [(rows[n].get("well_formed_rate") or 0) * 100 for n in names]
+            ax.bar([i + 0.2 for i in x], wf, 0.4, fill=False, edgecolor="#555", label="well-formed XML")
+        ax.set_xticks(list(x), [n.replace(" + ", "\n+") for n in names], fontsize=8)
+        if primary == "mcc":
+            ax.set_ylim(-1, 1)
+            ax.axhline(0, color="#888", lw=0.8)
+        else:
+            ax.set_ylim(0, 110)
+        ax.set_ylabel(METRIC_LABELS.get(primary, primary) + ("" if primary == "mcc" else " (%)"))
+        ax.set_title(task, fontsize=10)
+        if math_kind:
+            ax.legend(loc="upper left", fontsize=7, frameon=False)
+        ax.grid(axis="y", alpha=0.25)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def plot_deltas(table: dict, path: Path) -> bool:
+    """Change of each task's main metric from the previous phase (points; green up, red down)."""
+    entries = [(task, name, r["delta"], r["primary"]) for task, rows in table.items() for name, r in rows.items() if r.get("delta") is not None]
+    if not entries:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(entries) + 1.2))
+    labels = [f"{t}: {n}" for t, n, _, _ in entries]
+    vals = [d * (1 if p == "mcc" else 100) for _, _, d, p in entries]
+    ax.barh(range(len(entries)), vals, color=["#1a7f37" if v >= 0 else "#cf222e" for v in vals])
+    ax.set_yticks(range(len(entries)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="#555", lw=0.8)
+    for i, v in enumerate(vals):
+        ax.text(v, i, f" {v:+.1f}", va="center", ha="left" if v >= 0 else "right", fontsize=8)
+    ax.set_xlabel("change of the main metric from the previous phase (points; MCC ×1)")
+    ax.grid(axis="x", alpha=0.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    out, acc = [], []
+    for v in values:
+        acc.append(v)
+        if len(acc) > window:
+            acc.pop(0)
+        out.append(sum(acc) / len(acc))
+    return out
+
+
 def plot_curves(curves: dict, keys: list[str], title: str, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One panel per logged series (raw points faint, moving average bold); a placeholder figure
+    saying so when the run logged none of them."""
+    plt = _plt()
     keys = [k for k in keys if k in curves]
     if not keys:
+        fig, ax = plt.subplots(figsize=(5, 1.4))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}: no training log", ha="center", va="center")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
         return False
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3), squeeze=False)
     for ax, key in zip(axes[0], keys):
         steps, values = zip(*curves[key])
-        ax.plot(steps, values, marker=".")
-        ax.set_title(key)
+        ax.plot(steps, values, marker=".", lw=0.8, alpha=0.35, color="#4c8bf5")
+        if len(values) >= 5:
+            ax.plot(steps, _smooth(list(values), max(2, len(values) // 8)), lw=2, color="#1f4fbf")
+        if key == "rewards/accuracies":
+            ax.set_ylim(0, 1.05)
+        if key == "rewards/margins":
+            ax.axhline(0, color="#888", lw=0.8)
+        ax.set_title(key, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
@@ -93,59 +229,171 @@ def plot_curves(curves: dict, keys: list[str], title: str, path: Path) -> bool:
     return True
 
 
+def _counts(stats: dict) -> dict[str, dict[str, int]]:
+    """The {name: count} maps of a stats file (strategies, dropped, per_source, ...), non-empty ones."""
+    return {k: v for k, v in stats.items() if isinstance(v, dict) and v and all(isinstance(x, (int, float)) for x in v.values())
+            and k not in ("weights",)}
+
+
+def plot_stats(stats: dict, path: Path) -> None:
+    """Distillation funnel (prompts -> completions -> traces) and the pairs' corruption mix."""
+    plt = _plt()
+    d, p = stats.get("distillation", {}), stats.get("pairs", {})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    funnel = [(k, d[k]) for k in ("prompts", "completions", "traces") if isinstance(d.get(k), (int, float))]
+    if funnel:
+        axes[0].barh([k for k, _ in funnel], [v for _, v in funnel], color=["#9aa5b1", "#4c8bf5", "#1a7f37"][: len(funnel)])
+        for i, (_, v) in enumerate(funnel):
+            axes[0].text(v, i, f" {v:,}", va="center", fontsize=9)
+        axes[0].invert_yaxis()
+        axes[0].set_xlim(0, max(v for _, v in funnel) * 1.18 or 1)
+        dropped = d.get("dropped") or {}
+        sub = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "none"
+        axes[0].set_title(f"distillation (dropped: {sub})", fontsize=10)
+    else:
+        axes[0].axis("off")
+    strategies = p.get("strategies") or {}
+    if strategies:
+        names = list(strategies)
+        axes[1].bar(names, [strategies[n] for n in names], color="#d97706")
+        for i, n in enumerate(names):
+            axes[1].text(i, strategies[n], f"{strategies[n]:,}", ha="center", va="bottom", fontsize=9)
+        axes[1].set_ylim(0, max(strategies.values()) * 1.15 or 1)
+        axes[1].set_title(f"DPO pairs: {p.get('pairs_out', sum(strategies.values())):,} by rejected-side corruption", fontsize=10)
+        axes[1].tick_params(axis="x", labelsize=8)
+    else:
+        axes[1].axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_elo(ratings: dict, path: Path) -> None:
+    plt = _plt()
+    names = list(ratings)
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.2))
+    elo = [ratings[n]["elo"] for n in names]
+    err = [[ratings[n]["elo"] - ratings[n]["low"] for n in names], [ratings[n]["high"] - ratings[n]["elo"] for n in names]]
+    ax.errorbar(elo, range(len(names)), xerr=err, fmt="o", color="#1f4fbf", capsize=4)
+    for i, n in enumerate(names):
+        r = ratings[n]
+        ax.text(r["elo"], i + 0.25, f"{r['elo']:.0f}  ({r['wins']}-{r['ties']}-{r['losses']})", ha="center", fontsize=8)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.axvline(1000, color="#888", lw=0.8, ls=":")
+    ax.set_xlabel("ELO (blind pairwise votes; bar: 95% over game orders)")
+    ax.set_ylim(len(names) - 0.4, -0.7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+
 def _pct(v) -> str:
     return "–" if v is None else f"{v * 100:.1f}%"
 
 
-def _delta(v) -> str:
-    return "" if v is None else f" <span class='{'up' if v >= 0 else 'down'}'>({v * 100:+.1f})</span>"
+def _value(metric: str, v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:+.3f}" if metric == "mcc" else _pct(v)
 
 
-def render_html(run: str, table: dict, stats: dict, images: list[tuple[str, str]]) -> str:
+def _delta(metric: str, v) -> str:
+    if v is None:
+        return ""
+    shown = f"{v:+.3f}" if metric == "mcc" else f"{v * 100:+.1f}"
+    return f" <span class='{'up' if v >= 0 else 'down'}'>({shown})</span>"
+
+
+def _kv_table(d: dict) -> str:
     rows = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}: {b}" for a, b in v.items()) or "–"
+        rows.append(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>")
+    return "<table class='kv'>" + "".join(rows) + "</table>"
+
+
+def render_html(run: str, table: dict, stats: dict, images: list[tuple[str, str]], comparison: dict | None = None) -> str:
+    sections = []
     for task, models in table.items():
-        for model, r in models.items():
-            rows.append(
-                f"<tr><td>{html.escape(task)}</td><td>{html.escape(model)}</td><td>{r['n']}</td>"
-                f"<td>{_pct(r['accuracy'])}{_delta(r['delta_accuracy'])}</td><td>{_pct(r['well_formed_rate'])}</td></tr>"
-            )
+        first = next(iter(models.values()))
+        primary, kind = first["primary"], first["kind"]
+        extra = [m for m in SECONDARY.get(kind, []) if m != primary and any(r.get(m) is not None for r in models.values())]
+        head = "".join(f"<th>{html.escape(METRIC_LABELS.get(m, m))}</th>" for m in extra)
+        body = []
+        for name, r in models.items():
+            cls = " class='ablation'" if r["variant"] != "default" else ""
+            cells = "".join(f"<td>{_value(m, r.get(m))}</td>" for m in extra)
+            body.append(f"<tr{cls}><td>{html.escape(name)}</td><td>{r['n']}</td>"
+                        f"<td><b>{_value(primary, r.get('score'))}</b>{_delta(primary, r.get('delta'))}</td>{cells}</tr>")
+        sections.append(
+            f"<h3>{html.escape(task)} <small>({kind}; main metric: {html.escape(METRIC_LABELS.get(primary, primary))})</small></h3>"
+            f"<table><tr><th>model</th><th>n</th><th>{html.escape(METRIC_LABELS.get(primary, primary))}</th>{head}</tr>{''.join(body)}</table>"
+        )
     figs = "\n".join(f"<figure><img src='{src}' alt='{html.escape(cap)}'><figcaption>{html.escape(cap)}</figcaption></figure>" for src, cap in images)
-    stat_blocks = "\n".join(
-        f"<h3>{html.escape(name)}</h3><pre>{html.escape(json.dumps(s, indent=1, ensure_ascii=False))}</pre>" for name, s in stats.items()
-    )
+    stat_blocks = "\n".join(f"<h3>{html.escape(name)}</h3>{_kv_table(s)}" for name, s in stats.items())
+    comp = ""
+    if comparison:
+        rows = "".join(
+            f"<tr><td>{html.escape(m)}</td><td>{r['elo']:.0f}</td><td>{r['low']:.0f} – {r['high']:.0f}</td><td>{r['wins']}</td><td>{r['ties']}</td><td>{r['losses']}</td></tr>"
+            for m, r in comparison.get("ratings", {}).items()
+        )
+        comp = (f"<h2>Blind pairwise comparison</h2><p>{comparison.get('n_votes', 0)} votes on {comparison.get('n_ballots', 0)} "
+                f"anonymised ballots (task {html.escape(str(comparison.get('task') or '?'))}).</p>"
+                f"<table><tr><th>model</th><th>ELO</th><th>95% band</th><th>wins</th><th>ties</th><th>losses</th></tr>{rows}</table>")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>compass report: {html.escape(run)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}
-.up{{color:#1a7f37}}.down{{color:#cf222e}}img{{max-width:100%}}pre{{background:#f6f8fa;padding:8px;font-size:12px}}</style></head>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin-bottom:1em}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+.up{{color:#1a7f37}}.down{{color:#cf222e}}img{{max-width:100%}}tr.ablation td{{font-style:italic;background:#fafafa}}
+table.kv td{{text-align:left;font-size:13px}}small{{color:#666;font-weight:normal}}</style></head>
 <body><h1>compass report — run <code>{html.escape(run)}</code></h1>
-<h2>Evaluation</h2><p>Accuracy (change from the previous phase in brackets) and well-formed-XML rate, per task and model.</p>
-<table><tr><th>task</th><th>model</th><th>n</th><th>accuracy</th><th>well-formed</th></tr>
-{''.join(rows)}</table>
+<h2>Evaluation</h2><p>Each task's main metric per model; in brackets its change from the previous phase (points, MCC
+in units), or for an <i>ablation</i> row from the same model with the default prompt. The same numbers are in
+<a href="summary.json">summary.json</a>.</p>
+{''.join(sections)}
+{comp}
 <h2>Figures</h2>{figs}
 <h2>Stage statistics</h2>{stat_blocks}
 </body></html>
 """
 
 
-def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out_dir) -> dict:
+def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out_dir, ballots_dir=None, votes=None,
+          compare_cfg: dict | None = None, seed: int = 42) -> dict:
     evals = [read_json(p) for p in eval_paths]
     table = results_table(evals)
     stats = {"distillation": read_json(traces_stats), "pairs": read_json(pairs_stats)}
     curves = {"sft": training_curves(sft_dir), "dpo": training_curves(dpo_dir)}
+    comparison = None
+    if ballots_dir is not None and votes is not None:
+        from compass.eval.compare import score_votes
+
+        comparison = score_votes(ballots_dir, votes, (compare_cfg or {}).get("k_factor", 16), seed)
+        comparison["task"] = (compare_cfg or {}).get("task")
     with atomic_output(out_dir, directory=True) as tmp:
         tmp = Path(tmp)
         images = []
         plot_results(table, tmp / "results.png")
-        images.append(("results.png", "Accuracy and well-formed rate per model"))
-        if plot_curves(curves["sft"], ["loss", "mean_token_accuracy", "learning_rate"], "SFT", tmp / "sft_curves.png"):
-            images.append(("sft_curves.png", "SFT training curves"))
-        dpo_keys = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
-        if plot_curves(curves["dpo"], dpo_keys, "DPO", tmp / "dpo_curves.png"):
-            images.append(("dpo_curves.png", "DPO training curves"))
-        summary = {"run": run, "results": table, "stats": stats, "training": curves}
+        images.append(("results.png", "Main metric per task and model (math tasks: hollow bar = well-formed-XML rate)"))
+        if plot_deltas(table, tmp / "deltas.png"):
+            images.append(("deltas.png", "Change from the previous phase (ablation rows: from the default prompt)"))
+        plot_curves(curves["sft"], SFT_KEYS, "SFT", tmp / "sft_curves.png")
+        images.append(("sft_curves.png", "SFT training curves"))
+        plot_curves(curves["dpo"], DPO_KEYS, "DPO", tmp / "dpo_curves.png")
+        images.append(("dpo_curves.png", "DPO training curves: loss, reward margins and accuracies"))
+        plot_stats(stats, tmp / "stats.png")
+        images.append(("stats.png", "Distillation and DPO pairs statistics"))
+        if comparison and comparison["ratings"]:
+            plot_elo(comparison["ratings"], tmp / "elo.png")
+            images.append(("elo.png", "ELO ratings from blind pairwise votes"))
+        summary = {"run": run, "results": table, "stats": stats, "training": curves, "comparison": comparison}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        (tmp / "index.html").write_text(render_html(run, table, stats, images), encoding="utf-8")
+        (tmp / "index.html").write_text(render_html(run, table, stats, images, comparison), encoding="utf-8")
     return summary
 
 
@@ -156,11 +404,15 @@ def add_arguments(p) -> None:
     p.add_argument("--sft", required=True, type=Path, help="SFT adapter directory (its training_log.json)")
     p.add_argument("--dpo", required=True, type=Path, help="DPO adapter directory (its training_log.json)")
     p.add_argument("--out", required=True, type=Path, help="report directory (index.html, summary.json, figures)")
+    p.add_argument("--ballots", type=Path, default=None, help="blind-comparison ballots directory (compass compare ballots)")
+    p.add_argument("--votes", type=Path, default=None, help="votes JSONL on those ballots: adds the ELO ratings")
 
 
 def main(args, cfg) -> None:
-    summary = build(cfg["run"], args.evals, args.traces_stats, args.pairs_stats, args.sft, args.dpo, args.out)
+    summary = build(cfg["run"], args.evals, args.traces_stats, args.pairs_stats, args.sft, args.dpo, args.out,
+                    args.ballots, args.votes, cfg["eval"].get("compare"), cfg["seed"])
     for task, models in summary["results"].items():
         for model, r in models.items():
-            print(f"{task:10s} {model:8s} accuracy {r['accuracy']:6.1%}  well-formed {r['well_formed_rate']:6.1%}")
+            extra = f"  well-formed {r['well_formed_rate']:6.1%}" if r.get("well_formed_rate") is not None else ""
+            print(f"{task:18s} {model:24s} {r['primary']} {_value(r['primary'], r['score']):>7s}{extra}")
     print(f"report -> {args.out}/index.html")

@@ -1,7 +1,19 @@
-"""`compass evaluate`: generate on one evaluation task with one model and grade the answers.
+"""`compass evaluate`: one model on one evaluation task; a summary JSON and the predictions beside it.
 
-Writes a summary JSON (accuracy and well-formed-XML rate, reported separately) and the
-predictions JSONL beside it. Works for a causal LM and for a LLaVA-OneVision VLM checkpoint.
+    compass evaluate --model DIR --task gsm8k --data results/RUN/data/test/gsm8k.jsonl --out X.json
+    compass evaluate --model ANY_CHECKPOINT --task fp2 --out X.json --set eval.data.fp2.path=.../data.json
+
+Works for a causal LM and for a LLaVA-OneVision VLM checkpoint. By task kind (compass.eval.tasks):
+
+* ``math``: batched generation with the reasoning system prompt (greedy, seeded; `hf` backend via
+  compass.generation or `vllm`), graded with compass.eval.grade; accuracy and the well-formed-XML
+  rate are reported separately. Prompt variant ``step_by_step`` (an ablation) appends "Let's think
+  step by step." (ステップバイステップで考えましょう。 for Japanese problems) to the problem.
+* ``mc``: log-likelihood multiple choice on lm-evaluation-harness (compass.eval.fin_harness).
+* ``edinet``: generation with the upstream prompt; JSON answers parsed, parse failures reported
+  (compass.eval.edinet).
+
+Without ``--data`` the task is read from ``eval.data.{task}`` (a local path or a Hub id).
 """
 
 from __future__ import annotations
@@ -9,10 +21,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from compass.io import read_jsonl, write_json, write_jsonl
-from compass.trace_format import is_well_formed, prompt_messages
+from compass.io import CompassError, read_jsonl, write_json, write_jsonl
+from compass.trace_format import detect_lang, is_well_formed, prompt_messages
 
 TASK_FIELDS = ("id", "problem", "answer")
+STEP_BY_STEP = {"en": "Let's think step by step.", "ja": "ステップバイステップで考えましょう。"}
+VARIANTS = ("default", "step_by_step")
 
 
 def score(rows: list[dict], predictions: list[str], is_correct) -> tuple[list[dict], dict]:
@@ -39,40 +53,168 @@ def score(rows: list[dict], predictions: list[str], is_correct) -> tuple[list[di
     return out, summary
 
 
-def evaluate(model_path, task_path, ecfg: dict, seed: int, is_correct):
-    from compass import generation
+def math_messages(row: dict, variant: str = "default") -> list[dict]:
+    msgs = prompt_messages(row["problem"], row.get("lang"))
+    if variant == "step_by_step":
+        lang = "ja" if (row.get("lang") or detect_lang(row["problem"])) == "ja" else "en"
+        msgs[1] = {"role": "user", "content": f"{row['problem']}\n{STEP_BY_STEP[lang]}"}
+    elif variant != "default":
+        raise CompassError(f"unknown prompt variant {variant!r} (known: {', '.join(VARIANTS)})")
+    return msgs
 
-    rows = read_jsonl(task_path, required=TASK_FIELDS)
+
+# --- generation backends ------------------------------------------------------------------------
+
+
+class Generator:
+    """Greedy (by default), seeded, batched chat generation: `hf` (transformers, CPU/GPU) or `vllm`."""
+
+    def __init__(self, model_path, ecfg: dict, seed: int):
+        from compass import generation
+
+        self.ecfg, self.path = ecfg, str(model_path)
+        self.sampling = generation.Sampling(
+            max_new_tokens=ecfg["max_new_tokens"], temperature=ecfg.get("temperature", 0.0),
+            top_p=ecfg.get("top_p", 1.0), seed=seed,
+        )
+        self.backend = ecfg.get("backend", "hf")
+        if self.backend == "hf":
+            self.model, self.tokenizer = generation.load(model_path, dtype=ecfg.get("dtype", "auto"))
+        else:
+            from transformers import AutoTokenizer
+
+            self.model, self.tokenizer = None, AutoTokenizer.from_pretrained(model_path)
+
+    def max_context(self) -> int | None:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(self.path)
+        cfg = getattr(cfg, "text_config", None) or cfg
+        return getattr(cfg, "max_position_embeddings", None)
+
+    def __call__(self, conversations: list[list[dict]], desc: str) -> list[str]:
+        if self.backend == "vllm":
+            from compass.teacher import vllm_backend
+
+            outs = vllm_backend.generate(self.path, conversations, self.sampling, self.ecfg.get("tensor_parallel_size", 1), {})
+        else:
+            from compass import generation
+
+            outs = generation.generate(self.model, self.tokenizer, conversations, self.sampling, self.ecfg["batch_size"], desc)
+        return [o[0] for o in outs]
+
+
+def _edinet_conversations(gen: Generator, task: str, rows: list[dict], ecfg: dict) -> tuple[list, int]:
+    """Upstream prompts, each report cut (head kept) to fit the model's context; how many were cut."""
+    from compass.eval import edinet
+
+    sheets = tuple(ecfg.get("edinet_sheets") or edinet.DEFAULT_SHEETS)
+    budget = ecfg.get("max_prompt_tokens")
+    if budget is None:
+        ctx = gen.max_context()
+        budget = None if ctx is None else max(256, ctx - ecfg["max_new_tokens"] - 64)
+    fixed = len(gen.tokenizer(edinet.SYSTEM_PROMPT + edinet.PROMPTS[task], add_special_tokens=False).input_ids) + 32
+    convs, cut = [], 0
+    for row in rows:
+        report = "\n".join(f"{s}: {row[s]}" for s in sheets if s in row)
+        if budget is not None:
+            ids = gen.tokenizer(report, add_special_tokens=False).input_ids
+            room = max(0, budget - fixed)
+            if len(ids) > room:
+                report = gen.tokenizer.decode(ids[:room], skip_special_tokens=True)
+                cut += 1
+        convs.append(edinet.messages(task, row, sheets, report_text=report))
+    return convs, cut
+
+
+# --- one model x one task -----------------------------------------------------------------------
+
+
+def evaluate_task(model_path, task: str, rows: list[dict], ecfg: dict, seed: int, variant: str = "default"):
+    """(per-row predictions, summary) of one model on one task's normalised rows."""
+    from compass.eval.tasks import get_task
+
+    kind = get_task(task).kind
     if ecfg.get("limit"):
         rows = rows[: ecfg["limit"]]
-    model, tokenizer = generation.load(model_path)
-    sampling = generation.Sampling(max_new_tokens=ecfg["max_new_tokens"], temperature=0.0, seed=seed)
+    if not rows:
+        raise CompassError(f"{task}: no rows to evaluate")
+    if variant != "default" and kind != "math":
+        raise CompassError(f"prompt variant {variant!r} applies to the math tasks only, not {task} ({kind})")
+    if kind == "mc":
+        from compass.eval import fin_harness
+
+        lm = fin_harness.make_lm(ecfg, model_path, seed)
+        graded, summary = fin_harness.run(lm, task, rows)
+        summary["primary"] = get_task(task).primary
+        return graded, summary
+    gen = Generator(model_path, ecfg, seed)
     t0 = time.perf_counter()
-    outs = generation.generate(
-        model, tokenizer, [prompt_messages(r["problem"], r.get("lang")) for r in rows], sampling, ecfg["batch_size"], "evaluate"
-    )
-    seconds = time.perf_counter() - t0
-    graded, summary = score(rows, [o[0] for o in outs], is_correct)
+    if kind == "math":
+        from compass.eval.grade import is_correct
+
+        outputs = gen([math_messages(r, variant) for r in rows], f"evaluate {task}")
+        seconds = time.perf_counter() - t0
+        graded, summary = score(rows, outputs, is_correct)
+        summary["kind"] = "math"
+    else:
+        from compass.eval import edinet
+
+        convs, cut = _edinet_conversations(gen, task, rows, ecfg)
+        outputs = gen(convs, f"evaluate {task}")
+        seconds = time.perf_counter() - t0
+        graded, summary = edinet.score(task, rows, outputs)
+        summary["prompts_truncated"] = cut
+    summary["primary"] = get_task(task).primary
     summary["generation_seconds"] = round(seconds, 2)
+    summary["backend"] = gen.backend
+    summary["decoding"] = {"temperature": gen.sampling.temperature, "top_p": gen.sampling.top_p,
+                           "max_new_tokens": gen.sampling.max_new_tokens, "seed": seed}
     return graded, summary
 
 
+def evaluate(model_path, task_path, ecfg: dict, seed: int, is_correct=None, task: str = "demo", variant: str = "default"):
+    """The demo-era entry point: one math task file (kept for callers of the old signature)."""
+    rows = read_jsonl(task_path, required=TASK_FIELDS)
+    return evaluate_task(model_path, task, rows, ecfg, seed, variant)
+
+
+def load_rows(task: str, data: Path | None, cfg: dict) -> list[dict]:
+    from compass.eval.tasks import get_task, load_task
+
+    if data is not None:
+        required = TASK_FIELDS if get_task(task).kind == "math" else ("id",)
+        return read_jsonl(data, required=required)
+    spec = (cfg["eval"].get("data") or {}).get(task) or {}
+    return load_task(task, spec, cfg["seed"])
+
+
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, type=Path, help="checkpoint directory (LLM or VLM)")
-    p.add_argument("--task", required=True, help="task name, recorded in the output")
-    p.add_argument("--data", required=True, type=Path, help="task JSONL with id, problem, answer (and lang)")
+    from compass.eval.tasks import TASKS
+
+    p.add_argument("--model", required=True, type=Path, help="checkpoint directory (LLM or LLaVA-OneVision VLM)")
+    p.add_argument("--task", required=True, choices=list(TASKS), help="evaluation task")
+    p.add_argument("--data", default=None, type=Path,
+                   help="the task's normalised JSONL (from `compass eval-data`); default: read eval.data.TASK")
     p.add_argument("--out", required=True, type=Path, help="summary JSON; predictions go to OUT with .predictions.jsonl")
     p.add_argument("--label", default=None, help="model label recorded in the output (default: the directory name)")
+    p.add_argument("--variant", default="default", choices=VARIANTS, help="prompt variant (math tasks): an ablation row in the report")
 
 
 def main(args, cfg) -> None:
-    from compass.eval.grade import is_correct
-
-    graded, summary = evaluate(args.model, args.data, cfg["eval"], cfg["seed"], is_correct)
-    summary = {"model": args.label or args.model.name, "model_path": str(args.model), "task": args.task, **summary}
+    rows = load_rows(args.task, args.data, cfg)
+    graded, summary = evaluate_task(args.model, args.task, rows, cfg["eval"], cfg["seed"], args.variant)
+    summary = {"model": args.label or args.model.name, "model_path": str(args.model), "task": args.task,
+               "variant": args.variant, **summary}
     write_jsonl(Path(args.out).with_suffix(".predictions.jsonl"), graded)
     write_json(args.out, summary)
-    print(
-        f"{summary['model']} on {args.task}: accuracy {summary['accuracy']:.1%}, "
-        f"well-formed {summary['well_formed_rate']:.1%} (n={summary['n']}) -> {args.out}"
-    )
+    primary = summary["primary"]
+    value = summary.get(primary)
+    extra = ""
+    if "well_formed_rate" in summary:
+        extra = f", well-formed {summary['well_formed_rate']:.1%}"
+    if "parse_failure_rate" in summary:
+        extra = f", parse failures {summary['parse_failure_rate']:.1%}"
+    shown = "n/a" if value is None else f"{value:.1%}" if primary != "mcc" else f"{value:+.3f}"
+    print(f"{summary['model']} on {args.task}{'' if args.variant == 'default' else ' [' + args.variant + ']'}: "
+          f"{primary} {shown}{extra} (n={summary['n']}) -> {args.out}")

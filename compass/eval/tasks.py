@@ -58,7 +58,7 @@ TASKS: dict[str, Task] = {
         Task("math500", "math", "HuggingFaceH4/MATH-500", None, "test", "accuracy", "en", "math500", "MATH-500 (500)"),
         Task("chabsa", "mc", None, None, "test", "macro_f1", about="chABSA target sentiment, positive/negative (macro-F1)"),
         Task("cma_basics", "mc", None, None, "test", "accuracy", about="securities analyst basics (38)"),
-        Task("cpa_audit", "mc", None, None, "test", "accuracy", about="CPA short-answer audit exam (360 kept)"),
+        Task("cpa_audit", "mc", None, None, "test", "accuracy", about="CPA short-answer audit exam (398 usable rows)"),
         Task("fp2", "mc", None, None, "test", "accuracy", about="financial planner grade 2 (475)"),
         Task("security_sales_1", "mc", None, None, "test", "accuracy", about="securities sales rep grade 1 (57)"),
         Task("fraud_detection", "edinet", "SakanaAI/EDINET-Bench", "fraud_detection", "test", "mcc", about="EDINET-Bench accounting fraud (224)"),

@@ -100,13 +100,46 @@ def last_checkpoint(output_dir) -> str | None:
 
 
 def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir) -> None:
-    """Train (resuming from the last checkpoint if there is one) and write the adapter atomically."""
+    """Train (resuming from the last checkpoint if there is one) and write the adapter atomically.
+
+    Under a multi-process launch (`python -m compass.launch`: accelerate + DeepSpeed, or torchrun)
+    every rank trains and the main process alone writes the adapter (gathered collectively first
+    when DeepSpeed partitions it)."""
     resume = last_checkpoint(checkpoints_dir)
     if resume:
         print(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=resume)
+    if trainer.args.world_size > 1 or trainer.is_deepspeed_enabled:
+        _save_distributed(trainer, tokenizer, out_dir)
+        return
     with atomic_output(out_dir, directory=True) as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step}
         (Path(tmp) / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
+
+
+def _save_distributed(trainer, tokenizer, out_dir) -> None:
+    """`train_and_save`'s write for several processes: one temporary sibling every rank agrees on,
+    renamed into place by the main process."""
+    import shutil
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_deepspeed_enabled:
+        trainer.save_model(str(tmp))  # collective: gathers ZeRO-3 shards, writes on the main process
+    elif main:
+        trainer.model.save_pretrained(tmp)
+    if main:
+        tokenizer.save_pretrained(tmp)
+        log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
+               "world_size": trainer.args.world_size}
+        (tmp / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
+        if out_dir.is_dir():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    trainer.accelerator.wait_for_everyone()

@@ -19,19 +19,43 @@ rule prompts:
         "compass prompts --params {params.cfg:q} --out {output.prompts} --test-dir {params.test_dir} > {log} 2>&1"
 
 
+SHARDS = config["teacher"]["shards"]
+
+
 rule distill:
     input:
         rules.prompts.output.prompts,
     output:
-        traces=f"{RUN}/traces/traces.jsonl",
-        stats=f"{RUN}/traces/traces.stats.json",
+        traces=f"{RUN}/traces/shards/{{shard}}-of-{SHARDS}.jsonl",
+        stats=f"{RUN}/traces/shards/{{shard}}-of-{SHARDS}.stats.json",
+    wildcard_constraints:
+        shard=r"\d+",
     params:
         cfg=sections("teacher", "seed"),
     log:
-        log("distill"),
+        log("distill/{shard}"),
     benchmark:
-        bench("distill")
+        bench("distill/{shard}")
     threads: 2
     container: config["containers"]["teacher"]
     shell:
-        "compass distill --params {params.cfg:q} --prompts {input} --out {output.traces} --stats {output.stats} > {log} 2>&1"
+        "compass distill --params {params.cfg:q} --prompts {input} --shard {wildcards.shard} --num-shards %d"
+        " --out {output.traces} --stats {output.stats} > {log} 2>&1" % SHARDS
+
+
+rule gather_traces:
+    input:
+        expand(f"{RUN}/traces/shards/{{shard}}-of-{SHARDS}.jsonl", shard=range(SHARDS)),
+    output:
+        traces=f"{RUN}/traces/traces.jsonl",
+        stats=f"{RUN}/traces/traces.stats.json",
+        plot=f"{RUN}/traces/lengths.png",
+    log:
+        log("gather_traces"),
+    benchmark:
+        bench("gather_traces")
+    threads: 1
+    container: config["containers"]["train"]
+    shell:
+        "compass gather-traces --params '{{}}' --shards {input} --out {output.traces} --stats {output.stats}"
+        " --plot {output.plot} > {log} 2>&1"

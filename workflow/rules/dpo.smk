@@ -6,7 +6,7 @@ ON_POLICY = config["pairs"]["on_policy_ratio"] > 0
 
 rule policy_samples:
     input:
-        traces=rules.distill.output.traces,
+        traces=rules.gather_traces.output.traces,
         model=rules.merge_sft.output,
     output:
         f"{RUN}/dpo/policy_samples.jsonl",
@@ -24,7 +24,7 @@ rule policy_samples:
 
 rule pairs:
     input:
-        traces=rules.distill.output.traces,
+        traces=rules.gather_traces.output.traces,
         samples=rules.policy_samples.output if ON_POLICY else [],
     output:
         pairs=f"{RUN}/dpo/pairs.jsonl",

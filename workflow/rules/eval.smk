@@ -1,17 +1,73 @@
-# Evaluation of every configured model on every configured task, and the report.
+# Evaluation of every configured model on every configured task, ablations, the blind comparison
+# ballots, and the report (docs/evaluation.md).
+import json
+import sys
+
+from compass.eval.tasks import TASKS
+
+EVAL = config["eval"]
+# Models evaluated, by name -> checkpoint directory: the pipeline's (eval.models) and any others (eval.checkpoints).
+EVAL_MODEL_DIRS = {**{m: MODEL_DIRS[m] for m in EVAL["models"]}, **EVAL["checkpoints"]}
+EVAL_MODELS = list(EVAL_MODEL_DIRS)
+DATA_TASKS = [t for t in TASKS if t != "demo"]
+MATH_TASKS = [t for t in EVAL["tasks"] if TASKS[t].kind == "math"]
+GEN_TASKS = [t for t in EVAL["tasks"] if TASKS[t].kind in ("math", "edinet")]
+ABLATION = EVAL["ablation"]
+ABLATION_MODELS = [m for m in ABLATION["models"] if m in EVAL_MODEL_DIRS]
+COMPARE = EVAL["compare"]
+COMPARE_TASK = COMPARE["task"] or (GEN_TASKS[0] if GEN_TASKS else None)
+COMPARE_ON = len(COMPARE["models"]) >= 2
+if COMPARE_ON:
+    unknown = [m for m in COMPARE["models"] if m not in EVAL_MODEL_DIRS]
+    if unknown or COMPARE_TASK not in GEN_TASKS:
+        sys.exit(f"compass: invalid config: eval.compare: models must be evaluated models ({', '.join(EVAL_MODELS)}) "
+                 f"and task a generated task in eval.tasks (got models {COMPARE['models']}, task {COMPARE_TASK})")
+
+# The keys that change a model's outputs on a task (passed as --params and compared by the params
+# rerun-trigger): adding a task or a model does not rerun the evaluations already done.
+EVAL_SETTINGS = ("backend", "dtype", "batch_size", "max_new_tokens", "temperature", "top_p",
+                 "tensor_parallel_size", "limit", "max_prompt_tokens", "edinet_sheets")
+
+
+def eval_params():
+    return json.dumps({"eval": {k: EVAL[k] for k in EVAL_SETTINGS}, "seed": config["seed"]}, sort_keys=True)
+
+
+def data_spec(task):
+    return json.dumps({"eval": {"data": {task: EVAL["data"][task]}}, "seed": config["seed"]}, sort_keys=True)
+
+
+rule eval_data:
+    input:
+        lambda w: [EVAL["data"][w.task]["path"]] if EVAL["data"][w.task]["path"] else [],
+    output:
+        f"{RUN}/data/test/{{task}}.jsonl",
+    wildcard_constraints:
+        task="|".join(DATA_TASKS),
+    params:
+        cfg=lambda w: data_spec(w.task),
+    log:
+        log("eval_data/{task}"),
+    benchmark:
+        bench("eval_data/{task}")
+    threads: 1
+    container: config["containers"]["eval"]
+    shell:
+        "compass eval-data --params {params.cfg:q} --task {wildcards.task} --out {output} > {log} 2>&1"
 
 
 rule evaluate:
     input:
-        model=lambda w: MODEL_DIRS[w.model],
+        model=lambda w: EVAL_MODEL_DIRS[w.model],
         data=f"{RUN}/data/test/{{task}}.jsonl",
     output:
         summary=f"{RUN}/eval/{{model}}/{{task}}.json",
         predictions=f"{RUN}/eval/{{model}}/{{task}}.predictions.jsonl",
     wildcard_constraints:
-        model="|".join(MODEL_DIRS),
+        model="|".join(EVAL_MODELS),
+        task="|".join(TASKS),
     params:
-        cfg=sections("eval", "seed"),
+        cfg=eval_params(),
     log:
         log("evaluate/{model}.{task}"),
     benchmark:
@@ -23,19 +79,79 @@ rule evaluate:
         " --task {wildcards.task} --data {input.data} --out {output.summary} > {log} 2>&1"
 
 
+rule evaluate_variant:
+    input:
+        model=lambda w: EVAL_MODEL_DIRS[w.model],
+        data=f"{RUN}/data/test/{{task}}.jsonl",
+    output:
+        summary=f"{RUN}/eval/{{model}}/{{variant}}/{{task}}.json",
+        predictions=f"{RUN}/eval/{{model}}/{{variant}}/{{task}}.predictions.jsonl",
+    wildcard_constraints:
+        model="|".join(EVAL_MODELS),
+        task="|".join(t for t in TASKS if TASKS[t].kind == "math"),
+        variant="step_by_step",
+    params:
+        cfg=eval_params(),
+    log:
+        log("evaluate/{model}.{variant}.{task}"),
+    benchmark:
+        bench("evaluate/{model}.{variant}.{task}")
+    threads: 2
+    container: config["containers"]["eval"]
+    shell:
+        "compass evaluate --params {params.cfg:q} --model {input.model} --label {wildcards.model} --variant {wildcards.variant}"
+        " --task {wildcards.task} --data {input.data} --out {output.summary} > {log} 2>&1"
+
+
+rule compare_ballots:
+    input:
+        [f"{RUN}/eval/{m}/{COMPARE_TASK}.predictions.jsonl" for m in COMPARE["models"]] if COMPARE_ON else [],
+    output:
+        ballots=f"{RUN}/compare/ballots.jsonl",
+        key=f"{RUN}/compare/key.json",
+        page=f"{RUN}/compare/index.html",
+    params:
+        cfg=json.dumps({"eval": {"compare": {"n": COMPARE["n"]}}, "seed": config["seed"]}, sort_keys=True),
+        labels=" ".join(COMPARE["models"]),
+        outdir=f"{RUN}/compare",
+    log:
+        log("compare_ballots"),
+    benchmark:
+        bench("compare_ballots")
+    threads: 1
+    container: config["containers"]["eval"]
+    shell:
+        "compass compare --params {params.cfg:q} ballots --predictions {input} --labels {params.labels}"
+        " --out {params.outdir} > {log} 2>&1"
+
+
+def report_evals():
+    evals = expand(f"{RUN}/eval/{{model}}/{{task}}.json", model=EVAL_MODELS, task=EVAL["tasks"])
+    evals += expand(f"{RUN}/eval/{{model}}/{{variant}}/{{task}}.json", model=ABLATION_MODELS,
+                    variant=ABLATION["prompt_variants"], task=MATH_TASKS)
+    return evals
+
+
 rule report:
     input:
-        evals=expand(f"{RUN}/eval/{{model}}/{{task}}.json", model=config["eval"]["models"], task=config["eval"]["tasks"]),
-        traces_stats=rules.distill.output.stats,
-        pairs_stats=rules.pairs.output.stats,
+        evals=report_evals(),
+        traces_stats=f"{RUN}/traces/traces.stats.json",
+        pairs_stats=f"{RUN}/dpo/pairs.stats.json",
         sft=rules.sft.output,
         dpo=rules.dpo.output,
+        ballots=rules.compare_ballots.output.key if COMPARE_ON else [],
+        votes=COMPARE["votes"] if COMPARE_ON and COMPARE["votes"] else [],
     output:
-        html=f"{RUN}/report/index.html",
+        html=report(f"{RUN}/report/index.html", category="Report", labels={"page": "index.html"}),
         summary=f"{RUN}/report/summary.json",
+        results=report(f"{RUN}/report/results.png", category="Evaluation", labels={"figure": "main metric per task and model"}),
+        sft=report(f"{RUN}/report/sft_curves.png", category="Training", labels={"figure": "SFT curves"}),
+        dpo=report(f"{RUN}/report/dpo_curves.png", category="Training", labels={"figure": "DPO curves"}),
+        stats=report(f"{RUN}/report/stats.png", category="Data", labels={"figure": "distillation and pairs"}),
     params:
-        cfg=sections("eval", "run"),
+        cfg=sections("eval", "run", "seed"),
         outdir=f"{RUN}/report",
+        compare=(f"--ballots {RUN}/compare" + (f" --votes {COMPARE['votes']}" if COMPARE["votes"] else "")) if COMPARE_ON else "",
     log:
         log("report"),
     benchmark:
@@ -44,4 +160,5 @@ rule report:
     container: config["containers"]["eval"]
     shell:
         "compass report --params {params.cfg:q} --evals {input.evals} --traces-stats {input.traces_stats}"
-        " --pairs-stats {input.pairs_stats} --sft {input.sft} --dpo {input.dpo} --out {params.outdir} > {log} 2>&1"
+        " --pairs-stats {input.pairs_stats} --sft {input.sft} --dpo {input.dpo} --out {params.outdir} {params.compare}"
+        " > {log} 2>&1"

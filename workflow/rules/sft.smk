@@ -3,7 +3,7 @@
 
 rule sft:
     input:
-        traces=rules.distill.output.traces,
+        traces=rules.gather_traces.output.traces,
         llm=rules.extract_llm.output,
     output:
         directory(f"{RUN}/sft/adapter"),
