@@ -11,6 +11,8 @@ configfile: "config/config.yaml"
 validate_or_exit(config)
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/cluster.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/phase1.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/sft.smk"

@@ -19,6 +19,7 @@ from compass.io import CompassError
 
 # name -> (module, one-line help). Order = pipeline order (what `compass --help` lists).
 SUBCOMMANDS = {
+    "fetch": ("compass.fetch", "download a model or dataset named by Hugging Face id into the cache (submitting node)"),
     "phase1-demo": ("compass.models.phase1_demo", "build the tiny demo Phase 1 VLM (random weights, local tokenizer)"),
     "extract-llm": ("compass.models.vlm", "take the language model out of a Phase 1 VLM checkpoint"),
     "prompts": ("compass.data.prompts", "normalise the configured sources into one prompt file (+ held-out test sets)"),

@@ -69,8 +69,8 @@ JSON:
 The current year's extracted securities report is as follows:
 """,
 }
-# Upstream's YAML block scalars end with one newline (`prompt: |`); the prompt text is that string.
-PROMPTS = {k: v + "\n" if not v.endswith("\n") else v for k, v in PROMPTS.items()}
+# Exactly upstream's strings: its fraud and earnings YAML files end without a newline, so there
+# the first sheet follows "as follows:" directly (as upstream's predict.py sends it).
 
 INDUSTRIES = (
     "食品", "電気・ガス・エネルギー資源", "建設・資材", "素材・化学", "医薬品", "自動車・輸送機", "鉄鋼・非鉄", "機械",
@@ -190,6 +190,10 @@ def score(task: str, rows: list[dict], outputs: list[str]) -> tuple[list[dict], 
     }
     gold = [g["label"] for g in ok]
     pred = [g["prediction"] for g in ok]
+    if not ok:  # nothing parsed: the metrics are undefined, not 0
+        keys = ("accuracy", "macro_f1") if task == "industry_prediction" else ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc")
+        summary.update({k: None for k in keys})
+        return graded, summary
     if task == "industry_prediction":
         summary["accuracy"] = metrics.accuracy(gold, pred)
         summary["macro_f1"] = metrics.macro_f1(gold, pred)

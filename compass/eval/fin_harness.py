@@ -142,9 +142,13 @@ def causal_lm_view(model):
 
     with torch.device("meta"):
         llm = AutoModelForCausalLM.from_config(model.config.text_config, dtype=model.lm_head.weight.dtype)
-    llm.model.load_state_dict(model.model.language_model.state_dict(), assign=True, strict=True)
-    llm.lm_head.load_state_dict(model.lm_head.state_dict(), assign=True, strict=True)
-    return llm.to(model.device).eval()
+    # The VLM's own modules (buffers included) are put in place: nothing is copied or left on meta.
+    llm.model = model.model.language_model
+    llm.lm_head = model.lm_head
+    leftover = [n for n, t in [*llm.named_parameters(), *llm.named_buffers()] if t.is_meta]
+    if leftover:
+        raise RuntimeError(f"causal LM view of the VLM: tensors left unset: {leftover[:3]}")
+    return llm.eval()
 
 
 def make_lm(ecfg: dict, model_path, seed: int):

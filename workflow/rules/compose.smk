@@ -11,9 +11,8 @@ rule compose:
         log("compose"),
     benchmark:
         bench("compose")
-    threads: 2
-    resources:
-        mem_mb=65536,
+    threads: threads_for("compose")
+    resources: **resources_for("compose")
     container: config["containers"]["train"]
     shell:
         "compass compose --params '{{}}' --phase1 {input.phase1} --llm {input.llm} --out {output} > {log} 2>&1"

@@ -2,6 +2,8 @@
 
 
 rule prompts:
+    input:
+        fetched_datasets(),  # Hub datasets of data.sources, downloaded by fetch_dataset (fetch.smk)
     output:
         prompts=f"{RUN}/data/prompts.jsonl",
         stats=f"{RUN}/data/prompts.stats.json",
@@ -13,7 +15,8 @@ rule prompts:
         log("prompts"),
     benchmark:
         bench("prompts")
-    threads: 1
+    threads: threads_for("prompts")
+    resources: **resources_for("prompts")
     container: config["containers"]["train"]
     shell:
         "compass prompts --params {params.cfg:q} --out {output.prompts} --test-dir {params.test_dir} > {log} 2>&1"
@@ -24,7 +27,8 @@ SHARDS = config["teacher"]["shards"]
 
 rule distill:
     input:
-        rules.prompts.output.prompts,
+        prompts=rules.prompts.output.prompts,
+        teacher=fetched_models(),  # a teacher named by Hub id, downloaded by fetch_model (fetch.smk)
     output:
         traces=f"{RUN}/traces/shards/{{shard}}-of-{SHARDS}.jsonl",
         stats=f"{RUN}/traces/shards/{{shard}}-of-{SHARDS}.stats.json",
@@ -36,10 +40,11 @@ rule distill:
         log("distill/{shard}"),
     benchmark:
         bench("distill/{shard}")
-    threads: 2
+    threads: threads_for("distill")
+    resources: **resources_for("distill")
     container: config["containers"]["teacher"]
     shell:
-        "compass distill --params {params.cfg:q} --prompts {input} --shard {wildcards.shard} --num-shards %d"
+        "compass distill --params {params.cfg:q} --prompts {input.prompts} --shard {wildcards.shard} --num-shards %d"
         " --out {output.traces} --stats {output.stats} > {log} 2>&1" % SHARDS
 
 
@@ -54,7 +59,8 @@ rule gather_traces:
         log("gather_traces"),
     benchmark:
         bench("gather_traces")
-    threads: 1
+    threads: threads_for("gather_traces")
+    resources: **resources_for("gather_traces")
     container: config["containers"]["train"]
     shell:
         "compass gather-traces --params '{{}}' --shards {input} --out {output.traces} --stats {output.stats}"

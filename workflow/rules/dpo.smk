@@ -16,7 +16,8 @@ rule policy_samples:
         log("policy_samples"),
     benchmark:
         bench("policy_samples")
-    threads: 2
+    threads: threads_for("policy_samples")
+    resources: **resources_for("policy_samples")
     container: config["containers"]["eval"]
     shell:
         "compass sample --params {params.cfg:q} --model {input.model} --traces {input.traces} --out {output} > {log} 2>&1"
@@ -35,7 +36,8 @@ rule pairs:
         log("pairs"),
     benchmark:
         bench("pairs")
-    threads: 2
+    threads: threads_for("pairs")
+    resources: **resources_for("pairs")
     container: config["containers"]["train"]
     shell:
         "compass pairs --params {params.cfg:q} --traces {input.traces} --out {output.pairs} --stats {output.stats}"
@@ -56,10 +58,11 @@ rule dpo:
         log("dpo"),
     benchmark:
         bench("dpo")
-    threads: 8
-    container: config["containers"]["train"]
+    threads: threads_for("dpo")
+    resources: **resources_for("dpo")
+    container: container_for("dpo", "train")
     shell:
-        "compass dpo --params {params.cfg:q} --pairs {input.pairs} --model {input.llm}"
+        launch("dpo", "train") + " dpo --params {params.cfg:q} --pairs {input.pairs} --model {input.llm}"
         " --out {output} --checkpoints {params.checkpoints} > {log} 2>&1"
 
 
@@ -75,9 +78,8 @@ rule merge_dpo:
         log("merge_dpo"),
     benchmark:
         bench("merge_dpo")
-    threads: 2
-    resources:
-        mem_mb=65536,
+    threads: threads_for("merge_dpo")
+    resources: **resources_for("merge_dpo")
     container: config["containers"]["train"]
     shell:
         "compass merge --params {params.cfg:q} --base {input.base} --adapter {input.adapter} --out {output} > {log} 2>&1"

@@ -40,6 +40,7 @@ def data_spec(task):
 rule eval_data:
     input:
         lambda w: [EVAL["data"][w.task]["path"]] if EVAL["data"][w.task]["path"] else [],
+        lambda w: fetched_task(w.task),  # a Hub dataset, downloaded by fetch_dataset (fetch.smk)
     output:
         f"{RUN}/data/test/{{task}}.jsonl",
     wildcard_constraints:
@@ -50,7 +51,8 @@ rule eval_data:
         log("eval_data/{task}"),
     benchmark:
         bench("eval_data/{task}")
-    threads: 1
+    threads: threads_for("eval_data")
+    resources: **resources_for("eval_data")
     container: config["containers"]["eval"]
     shell:
         "compass eval-data --params {params.cfg:q} --task {wildcards.task} --out {output} > {log} 2>&1"
@@ -72,7 +74,8 @@ rule evaluate:
         log("evaluate/{model}.{task}"),
     benchmark:
         bench("evaluate/{model}.{task}")
-    threads: 2
+    threads: threads_for("evaluate")
+    resources: **resources_for("evaluate")
     container: config["containers"]["eval"]
     shell:
         "compass evaluate --params {params.cfg:q} --model {input.model} --label {wildcards.model}"
@@ -96,7 +99,8 @@ rule evaluate_variant:
         log("evaluate/{model}.{variant}.{task}"),
     benchmark:
         bench("evaluate/{model}.{variant}.{task}")
-    threads: 2
+    threads: threads_for("evaluate_variant")
+    resources: **resources_for("evaluate_variant")
     container: config["containers"]["eval"]
     shell:
         "compass evaluate --params {params.cfg:q} --model {input.model} --label {wildcards.model} --variant {wildcards.variant}"
@@ -118,7 +122,8 @@ rule compare_ballots:
         log("compare_ballots"),
     benchmark:
         bench("compare_ballots")
-    threads: 1
+    threads: threads_for("compare_ballots")
+    resources: **resources_for("compare_ballots")
     container: config["containers"]["eval"]
     shell:
         "compass compare --params {params.cfg:q} ballots --predictions {input} --labels {params.labels}"
@@ -156,7 +161,8 @@ rule report:
         log("report"),
     benchmark:
         bench("report")
-    threads: 1
+    threads: threads_for("report")
+    resources: **resources_for("report")
     container: config["containers"]["eval"]
     shell:
         "compass report --params {params.cfg:q} --evals {input.evals} --traces-stats {input.traces_stats}"

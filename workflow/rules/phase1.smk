@@ -11,7 +11,8 @@ if not config["phase1"]["path"]:
             log("phase1_demo"),
         benchmark:
             bench("phase1_demo")
-        threads: 1
+        threads: threads_for("phase1_demo")
+        resources: **resources_for("phase1_demo")
         container: config["containers"]["train"]
         shell:
             "compass phase1-demo --params {params.cfg:q} --out {output} > {log} 2>&1"
@@ -26,9 +27,8 @@ rule extract_llm:
         log("extract_llm"),
     benchmark:
         bench("extract_llm")
-    threads: 1
-    resources:
-        mem_mb=65536,
+    threads: threads_for("extract_llm")
+    resources: **resources_for("extract_llm")
     container: config["containers"]["train"]
     shell:
         "compass extract-llm --params '{{}}' --phase1 {input} --out {output} > {log} 2>&1"

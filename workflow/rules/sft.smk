@@ -14,10 +14,11 @@ rule sft:
         log("sft"),
     benchmark:
         bench("sft")
-    threads: 8
-    container: config["containers"]["train"]
+    threads: threads_for("sft")
+    resources: **resources_for("sft")
+    container: container_for("sft", "train")
     shell:
-        "compass sft --params {params.cfg:q} --traces {input.traces} --model {input.llm}"
+        launch("sft", "train") + " sft --params {params.cfg:q} --traces {input.traces} --model {input.llm}"
         " --out {output} --checkpoints {params.checkpoints} > {log} 2>&1"
 
 
@@ -33,9 +34,8 @@ rule merge_sft:
         log("merge_sft"),
     benchmark:
         bench("merge_sft")
-    threads: 2
-    resources:
-        mem_mb=65536,
+    threads: threads_for("merge_sft")
+    resources: **resources_for("merge_sft")
     container: config["containers"]["train"]
     shell:
         "compass merge --params {params.cfg:q} --base {input.base} --adapter {input.adapter} --out {output} > {log} 2>&1"
