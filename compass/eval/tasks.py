@@ -220,10 +220,13 @@ def normalize_mc(task: str, raw_rows: list[dict]) -> list[dict]:
             if not question or raw.get("abnormal_flg") in (1, 1.0, "1"):
                 continue
             contexts = [f"{k}: {_nan_to_empty(raw.get(k))}" for k in "アイウエオカ" if _nan_to_empty(raw.get(k))]
+            texts = [_nan_to_empty(raw.get(str(j + 1))) for j in range(6)]
+            while texts and not texts[-1]:  # 38 questions have five options: no empty sixth choice
+                texts.pop()
             i = len(out)
             out.append({
                 "id": i, "question": question, "context": "\n".join(contexts),
-                "choices": {"id": list(range(6)), "text": [_nan_to_empty(raw.get(str(j + 1))) for j in range(6)]},
+                "choices": {"id": list(range(len(texts))), "text": texts},
                 "answer": int(float(raw["a_no"])) - 1,
             })
         return out
