@@ -47,10 +47,11 @@ def test_sft_trains_lora_only_on_the_assistant_turn(traces, phase1_llm, tmp_path
     trainer = SFTTrainer(model=model, args=SFTConfig(**common.training_kwargs(sec, "sft", tmp_path / "c", 0), completion_only_loss=True),
                          train_dataset=ds, processing_class=tok, peft_config=common.lora_config(sec))
     row = trainer.train_dataset[0]
-    mask = row["completion_mask"]
-    assert 0 < sum(mask) < len(mask) and mask[0] == 0 and mask[-1] == 1
+    mask = [label != -100 for label in row["labels"]]
+    assert 0 < sum(mask) < len(mask) and not mask[0] and mask[-1]
     completion = tok.decode([t for t, m in zip(row["input_ids"], mask) if m])
-    assert completion.startswith("<Problem>") and "\\boxed{" in completion
+    assert completion.startswith("<Problem>") and "\\boxed{" in completion and tok.eos_token in completion
+    assert tok.decode([t for t, m in zip(row["input_ids"], mask) if not m]).endswith("<|im_start|>assistant\n")
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
 
