@@ -171,15 +171,18 @@ def plot_deltas(table: dict, path: Path) -> bool:
         return False
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(entries) + 1.2))
-    labels = [f"{t}: {n}" for t, n, _, _ in entries]
-    vals = [d * (1 if p == "mcc" else 100) for _, _, d, p in entries]
+    labels = [f"{t}: {n}" + (" (MCC)" if p == "mcc" else "") for t, n, _, p in entries]
+    vals = [d * 100 for _, _, d, _ in entries]  # points; MCC x100 on the same axis
     ax.barh(range(len(entries)), vals, color=["#1a7f37" if v >= 0 else "#cf222e" for v in vals])
     ax.set_yticks(range(len(entries)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0, color="#555", lw=0.8)
-    for i, v in enumerate(vals):
-        ax.text(v, i, f" {v:+.1f}", va="center", ha="left" if v >= 0 else "right", fontsize=8)
-    ax.set_xlabel("change of the main metric from the previous phase (points; MCC ×1)")
+    for i, (v, (_, _, d, p)) in enumerate(zip(vals, entries)):
+        text = f"{d:+.3f}" if p == "mcc" else f"{v:+.1f}"
+        ax.text(v, i, f" {text} ", va="center", ha="left" if v >= 0 else "right", fontsize=8)
+    span = max(abs(v) for v in vals) or 1
+    ax.set_xlim(min(0, min(vals)) - 0.25 * span, max(0, max(vals)) + 0.25 * span)
+    ax.set_xlabel("change of the main metric from the previous phase (points; MCC x100)")
     ax.grid(axis="x", alpha=0.25)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -273,7 +276,7 @@ def plot_elo(ratings: dict, path: Path) -> None:
     names = list(ratings)
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.2))
     elo = [ratings[n]["elo"] for n in names]
-    err = [[ratings[n]["elo"] - ratings[n]["low"] for n in names], [ratings[n]["high"] - ratings[n]["elo"] for n in names]]
+    err = [[max(0.0, ratings[n]["elo"] - ratings[n]["low"]) for n in names], [max(0.0, ratings[n]["high"] - ratings[n]["elo"]) for n in names]]
     ax.errorbar(elo, range(len(names)), xerr=err, fmt="o", color="#1f4fbf", capsize=4)
     for i, n in enumerate(names):
         r = ratings[n]

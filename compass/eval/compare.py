@@ -155,6 +155,15 @@ def judge(ballots_dir, votes_path, stdin=sys.stdin, stdout=sys.stdout) -> int:
 
 
 def add_arguments(p) -> None:
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "actions (config options go before the action):\n"
+        "  compass compare ballots --predictions A.predictions.jsonl B.predictions.jsonl --labels sft phase2 --out DIR\n"
+        "  compass compare judge --ballots DIR [--votes DIR/votes.jsonl]\n"
+        "  compass compare score --ballots DIR --votes DIR/votes.jsonl --out elo.json"
+    )
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("ballots", help="write anonymised ballots (ballots.jsonl, index.html) and the key")
     b.add_argument("--predictions", nargs="+", required=True, type=Path, help="predictions JSONL of each model (compass evaluate)")

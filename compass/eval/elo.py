@@ -1,8 +1,8 @@
 """ELO ratings from pairwise preferences (the blind comparison tool's votes), as pure functions.
 
 A game is ``(a, b, score_a)`` with score_a 1 (a preferred), 0.5 (tie) or 0 (b preferred). Online
-Elo depends on the order of the games, so the rating is the mean over `rounds` seeded shuffles of
-the games (with the 2.5-97.5 percentile band of those shuffles), the way chatbot-arena style
+Elo depends on the order of the games, so the rating is the median over `rounds` seeded shuffles
+of the games (with the 2.5-97.5 percentile band of those shuffles), the way chatbot-arena style
 leaderboards report it. Every model starts at `base`; K is the step size.
 """
 
@@ -54,7 +54,9 @@ def elo_ratings(games: Sequence[tuple[str, str, float]], k: float = 16.0, base: 
         wins = sum((a == m and s == 1) or (b == m and s == 0) for a, b, s in games)
         ties = sum(m in (a, b) and s == 0.5 for a, b, s in games)
         n = sum(m in (a, b) for a, b, _ in games)
-        out[m] = {"elo": sum(xs) / len(xs), "low": lo, "high": hi, "games": n, "wins": wins, "ties": ties, "losses": n - wins - ties}
+        mid = len(xs) // 2
+        median = xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+        out[m] = {"elo": median, "low": lo, "high": hi, "games": n, "wins": wins, "ties": ties, "losses": n - wins - ties}
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["elo"]))
 
 
