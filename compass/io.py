@@ -77,6 +77,10 @@ def atomic_output(path, *, directory: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
+    # mkstemp/mkdtemp create owner-only files; give the output the modes a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~umask)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists():

@@ -118,10 +118,12 @@ def _parse(text: str) -> tuple[Sections | None, str | None]:
             return None, f"missing_{tag.lower()}"
         if len(opens) > 1 or len(closes) > 1:
             return None, f"duplicate_{tag.lower()}"
-        if closes[0] < opens[0] or opens[0] < last_end:
+        # The open tag must start after the previous section's close tag has ended (comparing
+        # the open tag's end with the close tag's start let "<Thinking></Problem>" through).
+        if closes[0] < opens[0] or opens[0] - len(f"<{tag}>") < last_end:
             return None, "tags_out_of_order"
         spans[tag] = (opens[0], closes[0])
-        last_end = closes[0]
+        last_end = closes[0] + len(f"</{tag}>")
     a0, a1 = spans["Answer"]
     boxed = find_boxed(text[a0:a1])
     if boxed is None:

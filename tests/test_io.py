@@ -49,3 +49,15 @@ def test_atomic_directory_replaces_only_on_success(tmp_path):
             raise ValueError
     assert (out / "a").read_text() == "1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_outputs_get_the_usual_modes(tmp_path):
+    import os
+
+    write_jsonl(tmp_path / "a.jsonl", [{"a": 1}])
+    with atomic_output(tmp_path / "d", directory=True):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask

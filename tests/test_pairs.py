@@ -588,7 +588,7 @@ def test_on_policy_with_the_project_grader(gsm8k, math500):
 
 
 def test_fast_well_formed_agrees_with_check_response(real):
-    from compass.pairs.build import well_formed
+    from compass.pairs.build import well_formed, well_formed_location
     from compass.trace_format import check_response
 
     rng = random.Random(0)
@@ -618,4 +618,21 @@ def test_fast_well_formed_agrees_with_check_response(real):
     for t in texts:
         assert well_formed(t) == (check_response(t) is None), t
         bad += not well_formed(t)
+        if well_formed(t):
+            assert well_formed_location(t) == locate(t)
     assert bad > len(texts) // 2
+
+
+def test_a_section_opened_inside_the_previous_one_is_out_of_order(gsm8k):
+    # check_response used to accept "<Thinking></Problem>" (open tag right before the close tag).
+    from compass.pairs.build import well_formed
+    from compass.trace_format import check_response
+
+    row = gsm8k[0]
+    for a, b in [("<Thinking>", "</Problem>"), ("<Answer>", "</Thinking>")]:
+        text = row["response"].replace(f"{b}\n{a}", f"{a}{b}\n")
+        assert text != row["response"]
+        assert check_response(text) == "tags_out_of_order" and not well_formed(text)
+    pairs, stats = build_pairs([dict(row, response=row["response"].replace("</Problem>\n<Thinking>", "<Thinking></Problem>\n"))],
+                               require_tags=True)
+    assert pairs == [] and stats["dropped"] == {"malformed:tags_out_of_order": 1}

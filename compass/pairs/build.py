@@ -29,6 +29,7 @@ import multiprocessing
 import operator
 import os
 import random
+import re
 import shutil
 import struct
 import sys
@@ -38,10 +39,10 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from compass.io import CompassError, JsonlError, atomic_output, iter_jsonl, write_json
-from compass.pairs.corrupt import CORRUPTIONS, STRATEGIES, locate
+from compass.pairs.corrupt import CORRUPTIONS, STRATEGIES, Location, locate
 from compass.trace_format import TAGS, check_response, detect_lang, extract_boxed, find_boxed, prompt_messages
 
 REQUIRED = ("id", "problem", "response")
@@ -110,7 +111,7 @@ def make_settings(*, seed=42, weights=None, require_tags=False, on_policy_ratio=
         raise CompassError(f"pairs.on_policy_ratio must lie in [0, 1], got {on_policy_ratio}")
     if on_policy_ratio > 0 and (samples is None or is_correct is None):
         raise CompassError("pairs.on_policy_ratio > 0 needs on-policy samples (--samples) and a grader")
-    return Settings(int(seed), ordered, bool(require_tags), float(on_policy_ratio), samples, is_correct)
+    return Settings(int(seed), _Weights(ordered), bool(require_tags), float(on_policy_ratio), samples, is_correct)
 
 
 def id_text(row_id) -> str:
@@ -200,16 +201,24 @@ class RowRandom(random.Random):
 
 def row_rng(seed: int, row_id, stream: str = "") -> RowRandom:
     """The random stream of one row: a function of the seed and the row id only."""
-    return RowRandom(f"compass-pairs\x1f{seed}\x1f{id_text(row_id)}\x1f{stream}".encode("utf-8"))
+    rid = row_id if type(row_id) is str else id_text(row_id)
+    return RowRandom(f"compass-pairs\x1f{seed}\x1f{rid}\x1f{stream}".encode("utf-8"))
 
 
 def sort_key(row_id) -> bytes:
     """Output order: the id's JSON text as UTF-8 bytes (code-point order of the id for plain ids)."""
-    return _encode(id_text(row_id)).encode("utf-8")
+    return _str(row_id if type(row_id) is str else id_text(row_id)).encode("utf-8")
+
+
+_STR_OR_NONE = (str, type(None))
 
 
 def check_row(row) -> str | None:
     """Why a parsed line is not a usable trace row, or None."""
+    if (type(row) is dict and type(row.get("problem")) is str and type(row.get("response")) is str
+            and type(row.get("id")) in (str, int) and type(row.get("lang")) in _STR_OR_NONE
+            and type(row.get("source")) in _STR_OR_NONE and type(row.get("answer")) in _STR_OR_NONE):
+        return None  # the usual row, checked at once
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
     missing = [k for k in REQUIRED if k not in row]
@@ -227,22 +236,51 @@ def check_row(row) -> str | None:
     return None
 
 
-_TAGS = tuple((f"<{t}>", f"</{t}>") for t in TAGS)
+_TAG_RE = re.compile("</?(?:" + "|".join(TAGS) + ")>")
+_TAG_SEQUENCE = [tag for t in TAGS for tag in (f"<{t}>", f"</{t}>")]
 
 
 def well_formed(text: str) -> bool:
-    """`check_response(text) is None`, with str.count/find instead of regexes (about 5x faster on
-    a typical trace; tests/test_pairs.py checks that both agree)."""
-    last_end = -1
-    for open_tag, close_tag in _TAGS:
-        if text.count(open_tag) != 1 or text.count(close_tag) != 1:
-            return False
-        start = text.find(open_tag) + len(open_tag)
-        end = text.find(close_tag)
-        if end < start or start < last_end:
-            return False
-        last_end = end
-    return find_boxed(text[start:end]) is not None
+    """`check_response(text) is None`, with str.count/find instead of regexes (several times
+    faster on a typical trace; tests/test_pairs.py checks that both agree)."""
+    return well_formed_location(text) is not None
+
+
+def well_formed_location(text: str) -> Location | None:
+    """The Location (as `corrupt.locate` gives it) of a well-formed response, else None.
+
+    check_response's conditions (each tag exactly once, each section closed before the next one
+    opens) amount to: the tags, in text order, are exactly <Problem> </Problem> <Thinking>
+    </Thinking> <Answer> </Answer> (tags cannot overlap); plus a \\boxed{} inside <Answer>."""
+    tags = [m.span() for m in _TAG_RE.finditer(text)]
+    if len(tags) != 6 or [text[a:b] for a, b in tags] != _TAG_SEQUENCE:
+        return None
+    a0, a1 = tags[4][1], tags[5][0]
+    boxed = find_boxed(text[a0:a1])
+    if boxed is None:
+        return None
+    return Location((tags[2][1], tags[3][0]), (a0 + boxed[0], a0 + boxed[1]))
+
+
+class _Weights(tuple):
+    """The strategy weights, (name, weight) pairs in STRATEGIES order, with the table of the first
+    draw precomputed (the same draw `_draw` makes over the positive weights)."""
+
+    def __new__(cls, pairs):
+        self = super().__new__(cls, pairs)
+        positive = [(n, w) for n, w in pairs if w > 0]
+        self._names = [n for n, _ in positive]
+        self._ws = [w for _, w in positive]
+        self._total = sum(self._ws)
+        return self
+
+    def draw(self, rng: random.Random) -> str:
+        x = rng.random() * self._total
+        for name, w in zip(self._names, self._ws):
+            x -= w
+            if x < 0:
+                return name
+        return self._names[-1]  # float round-off
 
 
 def _draw(rng: random.Random, weights: Mapping[str, float]) -> str:
@@ -255,13 +293,21 @@ def _draw(rng: random.Random, weights: Mapping[str, float]) -> str:
     return next(reversed(weights))  # float round-off
 
 
-def corrupt(response: str, rng: random.Random, weights: Iterable[tuple[str, float]]) -> tuple[str | None, str | None, str]:
+def corrupt(response: str, rng: random.Random, weights: Iterable[tuple[str, float]], loc: Location | None = None,
+            ) -> tuple[str | None, str | None, str]:
     """(rejected, strategy used, strategy first drawn). A drawn strategy that cannot apply falls back
     to another one with a positive weight, drawn again among those left; (None, None, drawn) when none
-    applies. Strategies with weight 0 are never used."""
-    remaining = {name: w for name, w in weights if w > 0}
-    loc = locate(response)
-    drawn = None
+    applies. Strategies with weight 0 are never used. `loc`: the response's sections when known."""
+    loc = loc or locate(response)
+    if type(weights) is _Weights:  # the usual case: first draw from the precomputed table
+        drawn = weights.draw(rng)
+        out = CORRUPTIONS[drawn](response, rng, loc)
+        if out is not None and out != response:
+            return out, drawn, drawn
+        remaining = {name: w for name, w in weights if w > 0 and name != drawn}
+    else:
+        remaining = {name: w for name, w in weights if w > 0}
+        drawn = None
     while remaining:
         name = _draw(rng, remaining)
         drawn = drawn or name
@@ -321,8 +367,10 @@ def pair_parts(row: dict, settings: Settings, counts: Counter) -> tuple[str, str
     """(strategy, rejected text) for one (already checked) trace row, or None when the row is
     dropped; `counts` gets `strategy:*`, `dropped:*`, `fallback:*` and `on_policy:*` keys."""
     response = row["response"]
-    if settings.require_tags and not well_formed(response):
-        reason = check_response(response)
+    loc = None
+    if settings.require_tags:
+        loc = well_formed_location(response)
+        reason = None if loc is not None else check_response(response)
         if reason is not None:
             counts[f"dropped:malformed:{reason}"] += 1
             return None
@@ -335,7 +383,7 @@ def pair_parts(row: dict, settings: Settings, counts: Counter) -> tuple[str, str
         counts[f"on_policy:{outcome}"] += 1
         strategy = ON_POLICY
     if rejected is None:
-        rejected, strategy, drawn = corrupt(response, row_rng(settings.seed, row["id"]), settings.weights)
+        rejected, strategy, drawn = corrupt(response, row_rng(settings.seed, row["id"]), settings.weights, loc)
         if strategy != drawn:
             counts[f"fallback:{drawn}->{strategy or 'none'}"] += 1
         if rejected is None:
@@ -388,7 +436,7 @@ def pair_line(row: dict, strategy: str, rejected: str) -> bytes:
     lang = _lang(row)
     source = row.get("source")
     return (
-        f'{{"id":{_encode(row["id"])},"source":{"null" if source is None else _short(source)},"lang":{_short(lang)},'
+        f'{{"id":{_str(rid) if type(rid := row["id"]) is str else _encode(rid)},"source":{"null" if source is None else _short(source)},"lang":{_short(lang)},'
         f'"strategy":{_short(strategy)},"prompt":{_messages_json(prompt_messages(row["problem"], lang))},'
         f'"chosen":[{{"role":"assistant","content":{_str(row["response"])}}}],'
         f'"rejected":[{{"role":"assistant","content":{_str(rejected)}}}]}}'
@@ -467,8 +515,25 @@ def build_pairs(rows: Iterable[dict], *, seed: int = 42, weights: Mapping[str, f
 # ---------------------------------------------------------------------------------------------
 
 
-def _process_block(settings: Settings, start_lineno: int, block: bytes, stop_on_error: bool):
-    """(sorted [(sort key, line bytes)], counts, rows_in, [(lineno, message)]) for one block of lines."""
+class Block(NamedTuple):
+    """What one block of input lines gives: its pairs sorted by (key, line) as `keys` and one
+    `blob` of lines (each ending in a newline, so it can be written as it is), and its counters."""
+
+    keys: list[bytes]
+    blob: bytes
+    first: tuple[bytes, bytes] | None  # (key, line) of the first and last pair
+    last: tuple[bytes, bytes] | None
+    duplicates: int  # adjacent equal keys inside the block
+    counts: Counter
+    rows_in: int
+    errors: list[tuple[int, str]]  # (line number, message)
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return list(zip(self.keys, self.blob.split(b"\n")))
+
+
+def _process_block(settings: Settings, start_lineno: int, block: bytes, stop_on_error: bool) -> Block:
+    """The pairs of one block of whole input lines (a plain function: it runs in the workers)."""
     items, counts, errors, rows_in = [], Counter(), [], 0
     for i, line in enumerate(block.split(b"\n")):
         if not line.strip():
@@ -490,7 +555,10 @@ def _process_block(settings: Settings, start_lineno: int, block: bytes, stop_on_
             items.append((sort_key(row["id"]), pair_line(row, *parts)))
     if not all(map(operator.le, items, items[1:])):
         items.sort()
-    return items, counts, rows_in, errors
+    keys = [k for k, _ in items]
+    duplicates = sum(map(operator.eq, keys, keys[1:]))
+    blob = b"".join([v + b"\n" for _, v in items])
+    return Block(keys, blob, items[0] if items else None, items[-1] if items else None, duplicates, counts, rows_in, errors)
 
 
 _WORKER_SETTINGS: Settings | None = None
@@ -531,7 +599,7 @@ def _line_key(line: bytes) -> tuple[bytes, bytes]:
 
 
 class _SortedOutput:
-    """Writes (key, line) items, arriving block by block (each block sorted), as one file sorted by
+    """Writes the pairs of blocks (each sorted) arriving in input order as one file sorted by
     (key, line), in bounded memory.
 
     While each block starts at or after the end of the previous one (input already sorted by id,
@@ -559,10 +627,10 @@ class _SortedOutput:
             self.tmp = Path(tempfile.mkdtemp(prefix=".pairs-sort.", dir=self.work_dir))
         return self.tmp
 
-    def add(self, items: list[tuple[bytes, bytes]]) -> None:
-        if not items:
+    def add(self, block: Block) -> None:
+        if not block.keys:
             return
-        if not self.sorting and self.last is not None and items[0] < self.last:
+        if not self.sorting and self.last is not None and block.first < self.last:
             self.f.close()
             if len(self.streams) < self.max_streams:
                 self.streams.append(self._dir() / f"stream{len(self.streams):03d}")
@@ -571,19 +639,15 @@ class _SortedOutput:
             else:
                 self.sorting = True
         if self.sorting:
-            self.buffer.extend(items)
-            self.size += sum(len(k) + len(v) + 120 for k, v in items)
+            self.buffer.extend(block.items())
+            self.size += len(block.blob) + 150 * len(block.keys)
             if self.size > self.limit:
                 self._spill()
             return
-        last_key = None if self.last is None else self.last[0]
-        for k, _ in items:
-            if k == last_key:
-                self.duplicates += 1
-            last_key = k
-        self.f.write(b"\n".join([v for _, v in items]) + b"\n")
-        self.streamed += len(items)
-        self.last = items[-1]
+        self.duplicates += block.duplicates + (self.last is not None and block.keys[0] == self.last[0])
+        self.f.write(block.blob)
+        self.streamed += len(block.keys)
+        self.last = block.last
 
     def _spill(self) -> None:
         self.buffer.sort()
@@ -642,14 +706,15 @@ class _SortedOutput:
 
 
 def load_samples(path, *, on_bad_line: str = "raise") -> tuple[dict[str, list[str]], list]:
-    """On-policy samples: JSONL rows {"id": ..., "samples": ["model output", ...]} -> {id text: samples}."""
+    """On-policy samples: JSONL rows {"id": ..., "samples": ["model output", ...]} -> {id text: samples}
+    (rows of the same id are concatenated; null samples are skipped)."""
     errors: list = []
     out: dict[str, list[str]] = {}
     for row in iter_jsonl(path, required=("id", "samples"), on_error=on_bad_line, errors=errors):
         s = row["samples"]
-        if not isinstance(s, list) or not all(isinstance(x, str) for x in s):
-            raise CompassError(f"{path}: id {row['id']!r}: samples must be a list of strings")
-        out.setdefault(id_text(row["id"]), []).extend(s)
+        if not isinstance(s, list) or not all(x is None or isinstance(x, str) for x in s):
+            raise CompassError(f"{path}: id {row['id']!r}: samples must be a list of strings (null entries are skipped)")
+        out.setdefault(id_text(row["id"]), []).extend(x for x in s if x is not None)
     return out, errors
 
 
@@ -674,15 +739,14 @@ def run_pairs(traces, out, stats_path, settings: Settings, *, on_bad_line: str =
 
         def take(result, nbytes):
             nonlocal rows_in
-            items, c, n, errs = result
-            for lineno, msg in errs:
+            for lineno, msg in result.errors:
                 err = JsonlError(traces, lineno, msg)
                 if stop:
                     raise err
                 errors.append(str(err))
-            output.add(items)
-            counts.update(c)
-            rows_in += n
+            output.add(result)
+            counts.update(result.counts)
+            rows_in += result.rows_in
             bar.update(nbytes)
 
         try:

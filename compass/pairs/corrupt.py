@@ -180,16 +180,24 @@ _PLAIN_RE = re.compile(r"\s*[-+]?\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*")
 # Digits LaTeX reads one at a time: \frac12, \frac 59, \dfrac3{4}, \sqrt2.
 _COMPACT_RE = re.compile(r"\\[dt]?frac\s*([0-9])(?:\s*([0-9]))?|\\sqrt\s*([0-9])")
 _BASE_RE = re.compile(r"_(?:([0-9]{1,2})|\{([0-9]{1,2})\})")
-_OPPOSITES = {}
-for _a, _b in [
-    ("even", "odd"), ("east", "west"), ("north", "south"), ("left", "right"), ("yes", "no"),
-    ("true", "false"), ("increasing", "decreasing"), ("positive", "negative"), ("finite", "infinite"),
-    ("maximum", "minimum"), ("max", "min"), ("always", "never"), ("possible", "impossible"),
-    ("sin", "cos"), ("tan", "cot"), ("sec", "csc"), ("sinh", "cosh"), ("pm", "mp"), ("cup", "cap"),
-    ("ellipse", "hyperbola"), ("parabola", "circle"), ("acute", "obtuse"), ("convergent", "divergent"),
-]:
-    _OPPOSITES[_a], _OPPOSITES[_b] = _b, _a
-_WORD_RE = re.compile(r"(?<![A-Za-z])(" + "|".join(sorted(_OPPOSITES, key=len, reverse=True)) + r")(?![A-Za-z])", re.I)
+_WORD_PAIRS = [  # answers in words, and LaTeX operators/functions (those only after a backslash)
+    ("even", "odd"), ("east", "west"), ("north", "south"), ("left", "right"), ("yes", "no"), ("true", "false"),
+    ("increasing", "decreasing"), ("positive", "negative"), ("finite", "infinite"), ("maximum", "minimum"),
+    ("always", "never"), ("possible", "impossible"), ("ellipse", "hyperbola"), ("parabola", "circle"),
+    ("acute", "obtuse"), ("convergent", "divergent"),
+]
+_COMMAND_PAIRS = [("sin", "cos"), ("tan", "cot"), ("sec", "csc"), ("sinh", "cosh"), ("pm", "mp"), ("cup", "cap"), ("max", "min")]
+_OPPOSITES = {**{a: b for a, b in _WORD_PAIRS + _COMMAND_PAIRS}, **{b: a for a, b in _WORD_PAIRS + _COMMAND_PAIRS}}
+
+
+def _alternation(pairs) -> str:
+    return "|".join(sorted({w for p in pairs for w in p}, key=len, reverse=True))
+
+
+# A word not part of a longer word nor a LaTeX command (\left stays \left); a command after its backslash.
+_WORD_RE = re.compile(
+    rf"(?<![A-Za-z\\])({_alternation(_WORD_PAIRS)})(?![A-Za-z])|(?<=\\)({_alternation(_COMMAND_PAIRS)})(?![A-Za-z])", re.I
+)
 # A binary + or - (an operand on each side).
 _BINOP_RE = re.compile(r"(?<=[0-9A-Za-z}\)\]])(\s*)([+-])(\s*)(?=[0-9A-Za-z\\(\[{])")
 
@@ -239,13 +247,14 @@ def tamper_boxed(box: str, rng: random.Random) -> str | None:
     words = list(_WORD_RE.finditer(box))
     if words:
         m = rng.choice(words)
-        word = m.group(1)
+        g = 1 if m.group(1) is not None else 2
+        word = m.group(g)
         new = _OPPOSITES[word.lower()]
         if word.isupper() and len(word) > 1:
             new = new.upper()
         elif word[0].isupper():
             new = new[0].upper() + new[1:]
-        return box[: m.start(1)] + new + box[m.end(1) :]
+        return box[: m.start(g)] + new + box[m.end(g) :]
     ops = list(_BINOP_RE.finditer(box))
     if ops:
         m = rng.choice(ops)
