@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: setup demo final_vlm test test-fast clean
+.PHONY: setup demo final_vlm test test-fast clean images slurm-up test-slurm
 
 $(BIN)/compass: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,19 @@ test: setup
 
 test-fast: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra -m "not e2e" tests
+
+# Cluster (README "Running on a cluster"):
+#   make images       # build containers/*.sif from containers/*.def (needs apptainer)
+#   make slurm-up     # install + start a single-node SLURM (root; what .ci/run does)
+#   make test-slurm   # only the tests that run the workflow through SLURM
+images:
+	cluster/build-images.sh
+
+slurm-up:
+	cluster/slurm-setup.sh
+
+test-slurm: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra -m slurm tests
 
 clean:
 	rm -rf results .snakemake

@@ -155,6 +155,7 @@ SlurmdLogFile=$LOGS/slurmd.log
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=4000
 # The node is declared with the shape below whatever the machine has (see the header).
 SlurmdParameters=config_overrides
 GresTypes=gpu

@@ -123,6 +123,28 @@ def plan(args, env: dict, gpus_visible: int, python: str = sys.executable) -> Pl
     return Plan([*argv, "-m", "compass", *cmd], {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1")}, note)
 
 
+def with_deepspeed_config(argv: list[str], accelerate_config: str) -> list[str]:
+    """Check the Accelerate config and pass the DeepSpeed config it names as an existing path: a
+    relative path in it is taken from the working directory, else from the repository root (the
+    directory above config/), so the same file works from the repository and from elsewhere."""
+    import yaml
+
+    path = Path(accelerate_config)
+    if not path.is_file():
+        raise SystemExit(f"compass.launch: accelerate config not found: {path}")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    ds = (cfg.get("deepspeed_config") or {}).get("deepspeed_config_file")
+    if not ds:
+        return argv
+    ds_path = Path(ds)
+    if not ds_path.is_absolute() and not ds_path.is_file():
+        ds_path = path.resolve().parent.parent.parent / ds
+    if not ds_path.is_file():
+        raise SystemExit(f"compass.launch: {path}: deepspeed_config_file not found: {ds}")
+    i = argv.index("--config_file") + 2
+    return [*argv[:i], "--deepspeed_config_file", str(ds_path), *argv[i:]]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m compass.launch",
@@ -148,11 +170,11 @@ def main(argv=None) -> int:
         args.command = args.command[1:]
     if not args.command:
         build_parser().error("give the compass subcommand after --, e.g. -- sft --params ...")
-    if not Path(args.accelerate_config).is_file() and (args.gpus_per_node > 1 or args.nodes > 1):
-        raise SystemExit(f"compass.launch: accelerate config not found: {args.accelerate_config}")
     env = dict(os.environ)
     gpus = visible_gpus() if not (args.nodes > 1 and not args.node_task) else 0
     p = plan(args, env, gpus)
+    if "accelerate.commands.launch" in p.argv:
+        p.argv = with_deepspeed_config(p.argv, args.accelerate_config)
     if p.note:
         print(p.note, file=sys.stderr, flush=True)
     print("compass.launch:", shlex.join(p.argv), file=sys.stderr, flush=True)

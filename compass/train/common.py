@@ -92,34 +92,102 @@ def load_llm(path, bf16: bool):
     return model, tokenizer
 
 
+RUN_FILE = "compass-run.json"
+
+
+def run_fingerprint(sec: dict, seed: int, *inputs) -> dict:
+    """What a run trains from: its config section, the seed, and each input file's size and mtime
+    (every file under an input directory). Checkpoints are resumed only by the same run."""
+    files = []
+    for root in map(Path, inputs):
+        paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for p in paths:
+            st = p.stat()
+            files.append([str(p), st.st_size, st.st_mtime_ns])
+    return {"section": sec, "seed": seed, "inputs": files}
+
+
+def _complete(checkpoint) -> bool:
+    """trainer_state.json is the last file the Trainer writes into a checkpoint."""
+    try:
+        json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def last_checkpoint(output_dir) -> str | None:
-    """The newest checkpoint-N in output_dir, to resume a preempted or interrupted run."""
+    """The newest complete checkpoint-N in output_dir (`get_last_checkpoint`), to resume a preempted
+    or interrupted run; one cut short by a kill while it was being written is passed over."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    if not Path(output_dir).is_dir():
+        return None
+    last = get_last_checkpoint(str(output_dir))
+    if last is None or _complete(last):
+        return last
+    steps = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for p in steps:
+        if _complete(p):
+            print(f"passing over incomplete checkpoint {last}")
+            return str(p)
+    return None
 
 
-def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir) -> None:
-    """Train (resuming from the last checkpoint if there is one) and write the adapter atomically.
+def prepare_checkpoints(checkpoints_dir, fingerprint: dict | None) -> None:
+    """Keep the checkpoints only if this same run wrote them (RUN_FILE = `fingerprint`): those of
+    another run (changed config or inputs) are removed, so a rerun never resumes them."""
+    import shutil
+
+    if fingerprint is None:
+        return
+    ckpt = Path(checkpoints_dir)
+    run_file = ckpt / RUN_FILE
+    try:
+        same = json.loads(run_file.read_text()) == json.loads(json.dumps(fingerprint))
+    except (OSError, ValueError):
+        same = False
+    if same:
+        return
+    if any(ckpt.glob("checkpoint-*")):
+        print(f"{ckpt}: checkpoints of another run (config or inputs changed): starting afresh")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(fingerprint, indent=1) + "\n")
+
+
+def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir, fingerprint: dict | None = None) -> None:
+    """Train (resuming from the last checkpoint of the same run if there is one) and write the
+    adapter atomically; the checkpoints are removed once the adapter is written.
 
     Under a multi-process launch (`python -m compass.launch`: accelerate + DeepSpeed, or torchrun)
     every rank trains and the main process alone writes the adapter (gathered collectively first
     when DeepSpeed partitions it)."""
+    import shutil
+
+    main = trainer.is_world_process_zero()
+    if main:
+        prepare_checkpoints(checkpoints_dir, fingerprint)
+    trainer.accelerator.wait_for_everyone()
     resume = last_checkpoint(checkpoints_dir)
     if resume:
         print(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=resume)
     if trainer.args.world_size > 1 or trainer.is_deepspeed_enabled:
-        _save_distributed(trainer, tokenizer, out_dir)
-        return
-    with atomic_output(out_dir, directory=True) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step}
-        (Path(tmp) / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
+        _save_distributed(trainer, tokenizer, out_dir, resume)
+    else:
+        with atomic_output(out_dir, directory=True) as tmp:
+            trainer.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
+                   "resumed_from": resume}
+            (Path(tmp) / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
+    if main:
+        shutil.rmtree(checkpoints_dir, ignore_errors=True)
 
 
-def _save_distributed(trainer, tokenizer, out_dir) -> None:
+def _save_distributed(trainer, tokenizer, out_dir, resume=None) -> None:
     """`train_and_save`'s write for several processes: one temporary sibling every rank agrees on,
     renamed into place by the main process."""
     import shutil
@@ -137,7 +205,7 @@ def _save_distributed(trainer, tokenizer, out_dir) -> None:
     if main:
         tokenizer.save_pretrained(tmp)
         log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
-               "world_size": trainer.args.world_size}
+               "resumed_from": resume, "world_size": trainer.args.world_size}
         (tmp / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
         if out_dir.is_dir():
             shutil.rmtree(out_dir)

@@ -28,7 +28,8 @@ def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int
         peft_config=common.lora_config(sec),
     )
     trainer.model.print_trainable_parameters()
-    common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir)
+    common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir,
+                          fingerprint=common.run_fingerprint(sec, seed, pairs_path, model_path))
 
 
 def add_arguments(p) -> None:

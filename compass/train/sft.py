@@ -36,7 +36,8 @@ def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: in
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=common.lora_config(sec)
     )
     trainer.model.print_trainable_parameters()
-    common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir)
+    common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir,
+                          fingerprint=common.run_fingerprint(sec, seed, traces_path, model_path))
 
 
 def add_arguments(p) -> None:
