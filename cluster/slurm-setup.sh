@@ -54,8 +54,19 @@ cluster_ok() {
         sacctmgr -n -P show cluster format=cluster 2>/dev/null | grep -qx "$CLUSTER"
 }
 
+# stop_daemon NAME: end the daemon this script started, by its pid file, and wait for it.
+stop_daemon() {
+    local pidfile="/run/$1.pid" pid
+    [[ -f "$pidfile" ]] || return 0
+    pid="$(cat "$pidfile")"
+    if kill "$pid" 2>/dev/null; then
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    fi
+    rm -f "$pidfile"
+}
+
 stop() {
-    for d in slurmd slurmctld slurmdbd; do pkill -x "$d" 2>/dev/null || true; done
+    for d in slurmd slurmctld slurmdbd; do stop_daemon "$d"; done
     if [[ -S /run/mysqld/mysqld.sock ]]; then mysqladmin shutdown 2>/dev/null || true; fi
     if [[ -f /run/munge/munged.pid ]]; then kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true; fi
     say "stopped"
@@ -84,7 +95,17 @@ if ((${#missing[@]})); then
     command -v apt-get >/dev/null || die "apt-get not found: this script needs a Debian/Ubuntu system"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq || die "apt-get update failed (no network to the Debian mirror?)"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+    # Keep the packages' maintainer scripts from starting the daemons (with Debian's defaults);
+    # they are configured and started below.
+    policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    fi
+    rc=0
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    [[ -z "$policy" ]] || rm -f "$policy"
+    ((rc == 0)) || die "apt-get install ${missing[*]} failed"
 fi
 say "packages ready ($((SECONDS - t0)) s): $(dpkg-query -W -f='${Version}' slurmctld) slurm"
 
@@ -105,7 +126,7 @@ fi
 mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
 if ! mysqladmin ping >/dev/null 2>&1; then
     [[ -d /var/lib/mysql/mysql ]] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
-    (cd / && setsid mysqld_safe --user=mysql >/dev/null 2>&1 &)
+    (cd / && exec setsid -f mysqld_safe --user=mysql </dev/null >/dev/null 2>&1)
     wait_for 60 MariaDB mysqladmin ping
 fi
 mysql -u root <<SQL
@@ -179,8 +200,7 @@ NodeName=$NODE Name=gpu File=$STATE/fake-gpus/gpu[0-$((GPUS - 1))]
 EOF
 
 # 5. Daemons ------------------------------------------------------------------------------------
-for d in slurmd slurmctld slurmdbd; do pkill -x "$d" 2>/dev/null || true; done
-sleep 0.5
+for d in slurmd slurmctld slurmdbd; do stop_daemon "$d"; done
 slurmdbd
 wait_for 30 slurmdbd sacctmgr -n show cluster
 sacctmgr -n -P show cluster format=cluster | grep -qx "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
@@ -191,8 +211,8 @@ done
 slurmctld
 wait_for 30 slurmctld scontrol ping
 slurmd
-wait_for 30 "slurmd (node $NODE)" node_ready || true
-if ! node_ready; then
+for _ in $(seq 1 60); do node_ready && break; sleep 0.5; done
+if ! node_ready; then  # e.g. DOWN after an unclean stop
     scontrol update NodeName="$NODE" State=RESUME || true
     wait_for 20 "node $NODE" node_ready
 fi

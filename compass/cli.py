@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,34 @@ SUBCOMMANDS = {
 
 DEFAULT_CONFIG = Path("config/config.yaml")
 
+# What Snakemake sets to a rule's `threads` (and the BLAS/OpenMP libraries under torch read).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity: a SLURM job's cgroup, `taskset`), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def fit_threads_to_cpus(environ, cpus: int) -> list[str]:
+    """Cap the thread-count variables at `cpus`, in place; returns the ones changed.
+
+    A rule's threads are its SLURM CPUs (config `resources`), which Snakemake exports as
+    OMP_NUM_THREADS & co. When a job lands on fewer cores than it asked for (a node that
+    oversubscribes its CPUs, a test cluster), more OpenMP threads than cores slow torch down by an
+    order of magnitude, so the count is cut to the cores there are. Must run before torch is imported."""
+    changed = []
+    for name in THREAD_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit() and int(value) > cpus:
+            environ[name] = str(cpus)
+            changed.append(f"{name}={value}")
+    return changed
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -63,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    cpus = usable_cpus()
+    capped = fit_threads_to_cpus(os.environ, cpus)
+    if capped:
+        print(f"compass: {', '.join(capped)} but this process can use {cpus} CPU(s): using {cpus} threads", file=sys.stderr)
     parser = build_parser()
     # Only the chosen subcommand's module is imported (to add its own arguments), so listing the
     # subcommands does not import torch.

@@ -4,6 +4,8 @@ in); tests that need them skip cleanly when it is absent."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,23 @@ def phase1_llm(tmp_path_factory, phase1_dir) -> Path:
     out = tmp_path_factory.mktemp("phase1_llm") / "llm"
     extract_llm(phase1_dir, out)
     return out
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The repository's Snakefile run in `workdir`, with this environment's tools on PATH."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """`snakemake --cores 2 all` on the embedded default, once per session (about 10 min on 2
+    cores): the working directory. tests/test_workflow.py checks it; tests/test_slurm.py compares
+    the SLURM run with it. Tests only read it (dry runs at most)."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--configfile", str(REPO / "config" / "config.yaml"), "--cores", "2", "all")
+    return workdir

@@ -49,3 +49,28 @@ def test_bad_set_names_the_key(tmp_path):
     proc = run("prompts", "--set", "data.demo.n_train=-1", "--out", str(tmp_path / "p.jsonl"), "--test-dir", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2
     assert "data.demo.n_train: -1 is less than the minimum of 1" in proc.stderr
+
+
+def test_thread_counts_above_the_usable_cpus_are_cut():
+    from compass.cli import fit_threads_to_cpus
+
+    env = {"OMP_NUM_THREADS": "32", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "x", "PATH": "/bin"}
+    assert fit_threads_to_cpus(env, 2) == ["OMP_NUM_THREADS=32"]
+    assert env == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "x", "PATH": "/bin"}
+    assert fit_threads_to_cpus(env, 2) == []
+
+
+def test_a_job_given_more_threads_than_cores_runs_torch_on_the_cores(tmp_path):
+    """What a SLURM job with `cpus: 32` gets from Snakemake on a node with fewer cores."""
+    import os
+
+    from compass.cli import usable_cpus
+
+    code = "import os, compass.cli as c; c.fit_threads_to_cpus(os.environ, c.usable_cpus()); " \
+           "import torch; print(torch.get_num_threads())"
+    env = dict(os.environ, OMP_NUM_THREADS="512")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert int(out) == usable_cpus()
+    proc = subprocess.run([sys.executable, "-m", "compass", "grade", "--help"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0
+    assert f"OMP_NUM_THREADS=512 but this process can use {usable_cpus()} CPU(s)" in proc.stderr

@@ -19,7 +19,7 @@ What is shown:
 * a preemption (`scontrol requeue` of the running job) is survived: SLURM requeues the job,
   Snakemake keeps waiting, DPO resumes from its last checkpoint and the run finishes.
 
-Runtime (2 CPU cores): about 10 min for the SLURM run, 6 for the local one, 6 for the faults.
+Runtime (2 CPU cores): about 10 min for the SLURM run, 6 for the faults; the local run is the one\ntests/test_workflow.py checks (conftest.demo_run).
 """
 
 from __future__ import annotations
@@ -197,12 +197,10 @@ def slurm_run(cluster, tmp_path_factory) -> Run:
 
 
 @pytest.fixture(scope="module")
-def local_run(cluster, tmp_path_factory) -> Run:
-    repo = checkout(tmp_path_factory.mktemp("local") / "compass")
-    run = Run(repo, "--cores", "2", "final_vlm", name="snakemake-local").wait()
-    assert run.rc == 0, run.text[-6000:]
-    print(f"snakemake --cores 2 final_vlm: {run.seconds:.0f} s")
-    return run
+def local_run(cluster, demo_run) -> Path:
+    """The local run of the embedded default (`snakemake --cores 2 all`, shared with
+    tests/test_workflow.py): its results directory."""
+    return demo_run / "results" / "demo"
 
 
 @pytest.mark.slurm
@@ -264,7 +262,7 @@ def test_outputs_equal_a_local_run(slurm_run, local_run):
 
     from compass.models.checkpoint import iter_tensors
 
-    a, b = slurm_run.cwd / "results/demo", local_run.cwd / "results/demo"
+    a, b = slurm_run.cwd / "results/demo", local_run
     for f in ["data/prompts.jsonl", "data/test/demo.jsonl", "traces/traces.jsonl", "traces/traces.stats.json",
               "dpo/pairs.jsonl", "dpo/pairs.stats.json"]:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
@@ -342,22 +340,15 @@ def test_changed_parameter_scancel_and_preemption_under_slurm(slurm_run, tmp_pat
 # --- Without a cluster: config resources -> sbatch, and the training launcher's commands. ----------
 
 
-def workflow_rules(tmp_path, config=None, apptainer=False):
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import (ConfigSettings, DeploymentMethod, DeploymentSettings, OutputSettings,
-                                          ResourceSettings, StorageSettings)
+def workflow_rules(tmp_path, config=None, apptainer=False) -> dict:
+    """rule name -> parsed rule (see tests/test_containers.py: cwd and environment are put back)."""
+    from snakemake.settings.types import DeploymentMethod
 
-    api = SnakemakeApi(OutputSettings()).__enter__()
-    wapi = api.workflow(
-        resource_settings=ResourceSettings(),
-        config_settings=ConfigSettings(configfiles=[REPO / "config" / "config.yaml"], config=config or {}),
-        storage_settings=StorageSettings(),
-        deployment_settings=DeploymentSettings(
-            deployment_method={DeploymentMethod.APPTAINER} if apptainer else set(), apptainer_args="--nv"),
-        snakefile=REPO / "Snakefile",
-        workdir=tmp_path,
-    )
-    return {r.name: r for r in wapi._workflow.rules}  # noqa: SLF001
+    from test_containers import load_workflow
+
+    deployment = {DeploymentMethod.APPTAINER} if apptainer else set()
+    wf = load_workflow(tmp_path, deployment=deployment, apptainer_args="--nv", config=config)
+    return {r.name: r for r in wf.rules}
 
 
 def sbatch_call(rule) -> str:

@@ -1,35 +1,25 @@
 """The embedded default, end to end, through the real Snakemake: every stage, the bit-identity of
 the frozen vision parts, the pipeline doing its job, partial reruns, and bad input at start-up.
 
-The whole run happens once per session (a few minutes on 2 cores) in a temporary directory.
+The whole run happens once per session (conftest.demo_run, about 10 min on 2 cores) in a temporary
+directory.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, snakemake
 
 pytestmark = pytest.mark.e2e
 
 CONFIG = REPO / "config" / "config.yaml"
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
 
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
@@ -49,10 +39,8 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir, "--configfile", str(CONFIG), "--cores", "2", "all")
-    return workdir
+def run_dir(demo_run) -> Path:
+    return demo_run
 
 
 @pytest.fixture(scope="module")
