@@ -128,6 +128,8 @@ def _parse(text: str) -> tuple[Sections | None, str | None]:
     boxed = find_boxed(text[a0:a1])
     if boxed is None:
         return None, "no_boxed_answer"
+    if not text[a0 + boxed[0] : a0 + boxed[1]].strip():
+        return None, "empty_boxed_answer"
     return Sections(spans["Problem"], spans["Thinking"], spans["Answer"], (a0 + boxed[0], a0 + boxed[1])), None
 
 

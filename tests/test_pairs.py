@@ -613,6 +613,7 @@ def test_fast_well_formed_agrees_with_check_response(real):
                     u = u[:j] + tag + u[j:]
             texts.append(u)
     texts += [_answer_first(real[0]["response"]), "", "<Problem></Problem><Thinking></Thinking><Answer>\\boxed{}</Answer>",
+              "<Problem>p</Problem><Thinking>t</Thinking><Answer>\\boxed{ \n}</Answer>", "<Answer>\\boxed{1}</Answer>",
               "<Problem><Thinking></Problem></Thinking><Answer>\\boxed{1}</Answer>"]
     bad = 0
     for t in texts:

@@ -25,6 +25,7 @@ def test_malformed_reasons():
     assert tf.check_response(good + "<Problem>x</Problem>") == "duplicate_problem"
     assert tf.check_response("<Thinking>t</Thinking>\n<Problem>p</Problem>\n<Answer>\\boxed{1}</Answer>") == "tags_out_of_order"
     assert tf.check_response(good.replace("\\boxed{1}", "1")) == "no_boxed_answer"
+    assert tf.check_response(good.replace("\\boxed{1}", "\\boxed{ }")) == "empty_boxed_answer"
 
 
 def test_nested_braces_in_boxed_on_math500_rows():

@@ -251,13 +251,13 @@ def well_formed_location(text: str) -> Location | None:
 
     check_response's conditions (each tag exactly once, each section closed before the next one
     opens) amount to: the tags, in text order, are exactly <Problem> </Problem> <Thinking>
-    </Thinking> <Answer> </Answer> (tags cannot overlap); plus a \\boxed{} inside <Answer>."""
+    </Thinking> <Answer> </Answer> (tags cannot overlap); plus a non-empty \\boxed{} inside <Answer>."""
     tags = [m.span() for m in _TAG_RE.finditer(text)]
     if len(tags) != 6 or [text[a:b] for a, b in tags] != _TAG_SEQUENCE:
         return None
     a0, a1 = tags[4][1], tags[5][0]
     boxed = find_boxed(text[a0:a1])
-    if boxed is None:
+    if boxed is None or not text[a0 + boxed[0] : a0 + boxed[1]].strip():
         return None
     return Location((tags[2][1], tags[3][0]), (a0 + boxed[0], a0 + boxed[1]))
 
