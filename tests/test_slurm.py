@@ -110,7 +110,8 @@ class Run:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-            raise AssertionError(f"snakemake did not finish within {timeout:.0f} s:\n{self.text[-4000:]}")
+            raise AssertionError(f"snakemake did not finish within {timeout:.0f} s:\n{self.text[-4000:]}\n"
+                                 f"cluster at the timeout:\n{cluster_state()}")
         self.seconds = time.monotonic() - self.t0
         return self
 
@@ -129,6 +130,16 @@ class Run:
             rule = re.search(r"/rule_(\w+)/", log).group(1)
             out.setdefault(rule, []).append((jobid, Path(log)))
         return out
+
+
+def cluster_state() -> str:
+    """What SLURM says of its queue, node and recent jobs (for the message of a run that timed out)."""
+    out = []
+    for cmd in (["squeue", "-o", "%i %j %T %r %M %l"], ["sinfo", "-N", "-o", "%N %T %C %m %G %E"],
+                ["sacct", "-X", "-S", "now-2hours", "--format=JobIDRaw,JobName%12,State,Elapsed,Start,End,Reason%20"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        out.append(f"$ {' '.join(cmd)}\n{proc.stdout[-3000:]}{proc.stderr[-500:]}")
+    return "\n".join(out)
 
 
 def sacct(jobids, duplicates: bool = False) -> list[dict]:
@@ -155,7 +166,7 @@ def wait_for(predicate, what: str, run: Run, timeout: float = 900, every: float 
         if run.proc.poll() is not None:
             raise AssertionError(f"snakemake ended (rc {run.rc}) before {what}:\n{run.text[-3000:]}")
         time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}:\n{run.text[-3000:]}\ncluster:\n{cluster_state()}")
 
 
 def complete_checkpoints(ckpt: Path, since: float = 0) -> list[int]:

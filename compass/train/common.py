@@ -40,6 +40,8 @@ def use_bf16(sec: dict, section: str) -> bool:
 
 def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
     """Keyword arguments shared by SFTConfig and DPOConfig (both are TrainingArguments)."""
+    import torch
+
     return dict(
         output_dir=str(output_dir),
         learning_rate=sec["learning_rate"],
@@ -64,6 +66,7 @@ def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
         data_seed=seed,
         report_to="none",
         disable_tqdm=False,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning is for host-to-GPU copies
     )
 
 
