@@ -4,6 +4,7 @@ in); tests that need them skip cleanly when it is absent."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,46 @@ def demo_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
     snakemake(workdir, "--configfile", str(REPO / "config" / "config.yaml"), "--cores", "2", "all")
     return workdir
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> count from the 'Job stats' table of a dry run."""
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        jobs[m.group(1)] = int(m.group(2))
+    jobs.pop("total", None)
+    return jobs
+
+
+def load_workflow(tmp_path, deployment=frozenset(), apptainer_args="", config=None):
+    """The parsed workflow (its rules), in this process. Parsing changes the working directory and
+    the environment (the Hub cache variables of cluster.smk): both are put back."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (ConfigSettings, DeploymentSettings, OutputSettings, ResourceSettings,
+                                          StorageSettings)
+
+    cwd, environ = os.getcwd(), dict(os.environ)
+    try:
+        with SnakemakeApi(OutputSettings()) as api:
+            wapi = api.workflow(
+                resource_settings=ResourceSettings(),
+                config_settings=ConfigSettings(configfiles=[REPO / "config" / "config.yaml"], config=config or {}),
+                storage_settings=StorageSettings(),
+                deployment_settings=DeploymentSettings(deployment_method=set(deployment), apptainer_args=apptainer_args),
+                snakefile=REPO / "Snakefile",
+                workdir=tmp_path,
+            )
+            workflow = wapi._workflow  # noqa: SLF001 - the parsed rules
+            workflow.rules  # noqa: B018 - parse now
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+    return workflow

@@ -60,7 +60,7 @@ def test_thread_counts_above_the_usable_cpus_are_cut():
     assert fit_threads_to_cpus(env, 2) == []
 
 
-def test_a_job_given_more_threads_than_cores_runs_torch_on_the_cores(tmp_path):
+def test_a_job_given_more_threads_than_cores_runs_torch_on_the_cores():
     """What a SLURM job with `cpus: 32` gets from Snakemake on a node with fewer cores."""
     import os
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, load_workflow
 
 DEFS = sorted((REPO / "containers").glob("*.def"))
 NAMES = [d.stem for d in DEFS]
@@ -146,33 +146,6 @@ def test_image_pins_equal_the_tested_environment():
     for pkg in ("torch", "transformers", "peft", "trl", "deepspeed", "datasets", "accelerate"):
         assert pkg in train, f"train image lacks {pkg}"
     assert "vllm" in env_pins("teacher")[0]
-
-
-def load_workflow(tmp_path, deployment=frozenset(), apptainer_args="", config=None):
-    """The parsed workflow (its rules), in this process. Parsing changes the working directory and
-    the environment (the Hub cache variables of cluster.smk): both are put back."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import (ConfigSettings, DeploymentSettings, OutputSettings, ResourceSettings,
-                                          StorageSettings)
-
-    cwd, environ = os.getcwd(), dict(os.environ)
-    try:
-        with SnakemakeApi(OutputSettings()) as api:
-            wapi = api.workflow(
-                resource_settings=ResourceSettings(),
-                config_settings=ConfigSettings(configfiles=[REPO / "config" / "config.yaml"], config=config or {}),
-                storage_settings=StorageSettings(),
-                deployment_settings=DeploymentSettings(deployment_method=set(deployment), apptainer_args=apptainer_args),
-                snakefile=REPO / "Snakefile",
-                workdir=tmp_path,
-            )
-            workflow = wapi._workflow  # noqa: SLF001 - the parsed rules
-            workflow.rules  # noqa: B018 - parse now
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(environ)
-    return workflow
 
 
 def test_every_rule_that_runs_software_names_an_image(tmp_path):

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, load_workflow, planned_jobs
 
 # The tests that need the cluster are marked slurm and e2e (`make test-fast` deselects e2e,
 # `make test-slurm` selects slurm); the others check the profile's plumbing without SLURM.
@@ -184,17 +184,7 @@ def planned(cwd: Path, *args: str) -> set[str]:
     proc = subprocess.run([str(BIN / "snakemake"), "--profile", "slurm", "-n", *args], cwd=cwd, env=env(),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    text = proc.stdout + proc.stderr
-    if "Nothing to be done" in text:
-        return set()
-    table = text.split("Job stats:", 1)[1].splitlines()[3:]
-    rules = set()
-    for line in table:
-        m = re.match(r"^(\w+)\s+\d+$", line.strip())
-        if not m:
-            break
-        rules.add(m.group(1))
-    return rules - {"total"}
+    return set(planned_jobs(proc))
 
 
 @pytest.fixture(scope="module")
@@ -352,10 +342,8 @@ def test_changed_parameter_scancel_and_preemption_under_slurm(slurm_run, tmp_pat
 
 
 def workflow_rules(tmp_path, config=None, apptainer=False) -> dict:
-    """rule name -> parsed rule (see tests/test_containers.py: cwd and environment are put back)."""
+    """rule name -> parsed rule (conftest.load_workflow: cwd and environment are put back)."""
     from snakemake.settings.types import DeploymentMethod
-
-    from test_containers import load_workflow
 
     deployment = {DeploymentMethod.APPTAINER} if apptainer else set()
     wf = load_workflow(tmp_path, deployment=deployment, apptainer_args="--nv", config=config)

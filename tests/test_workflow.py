@@ -8,34 +8,16 @@ directory.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, planned_jobs, snakemake
 
 pytestmark = pytest.mark.e2e
 
 CONFIG = REPO / "config" / "config.yaml"
-
-
-def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> count from the 'Job stats' table of a dry run."""
-    text = proc.stdout + proc.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1]
-    jobs = {}
-    for line in table.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        jobs[m.group(1)] = int(m.group(2))
-    jobs.pop("total", None)
-    return jobs
 
 
 @pytest.fixture(scope="module")
