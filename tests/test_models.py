@@ -118,3 +118,74 @@ def test_compose_refuses_a_mismatched_llm(phase1_dir, tmp_path):
     with pytest.raises(CompassError, match="does not match Phase 1"):
         compose(phase1_dir, tmp_path / "llm", tmp_path / "vlm")
     assert not (tmp_path / "vlm").exists()
+
+
+# What vLLM's llava_onevision loader reads (its own module names; vllm/model_executor/models/llava_onevision.py).
+VLLM_PREFIXES = ("vision_tower.vision_model.", "multi_modal_projector.", "image_newline", "language_model.model.",
+                 "language_model.lm_head.")
+
+
+def test_vlm_tensor_name_maps_every_form_to_the_vllm_one():
+    from compass.models.checkpoint import vlm_tensor_name
+
+    forms = {
+        # transformers 5.23 in memory / as it saves / llava-hf (= vLLM's) -> written name
+        "model.vision_tower.embeddings.patch_embedding.weight": "vision_tower.vision_model.embeddings.patch_embedding.weight",
+        "vision_tower.encoder.layers.0.mlp.fc1.weight": "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
+        "model.vision_tower.vision_model.post_layernorm.bias": "vision_tower.vision_model.post_layernorm.bias",
+        "model.multi_modal_projector.linear_1.weight": "multi_modal_projector.linear_1.weight",
+        "model.image_newline": "image_newline",
+        "model.language_model.layers.0.self_attn.q_proj.weight": "language_model.model.layers.0.self_attn.q_proj.weight",
+        "lm_head.weight": "language_model.lm_head.weight",
+    }
+    for name, written in forms.items():
+        assert vlm_tensor_name(name) == written, name
+        assert vlm_tensor_name(written) == written  # the written form is a fixed point
+
+
+def _image_inputs(processor, text="How many apples are there?"):
+    import numpy as np
+    from PIL import Image
+
+    image = Image.fromarray((np.random.default_rng(0).random((48, 64, 3)) * 255).astype("uint8"))
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    return processor(images=image, text=prompt, return_tensors="pt")
+
+
+def test_save_vlm_writes_vllm_names_and_reloads_identically(phase1_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from compass.models.checkpoint import iter_tensors, save_vlm
+
+    model = AutoModelForImageTextToText.from_pretrained(phase1_dir).eval()
+    processor = AutoProcessor.from_pretrained(phase1_dir)
+    inputs = _image_inputs(processor)
+    with torch.inference_mode():
+        before = model(**inputs).logits
+    save_vlm(model, processor, tmp_path / "vlm")
+    names = [name for name, _ in iter_tensors(tmp_path / "vlm")]
+    assert len(names) == len(model.state_dict())
+    assert all(name.startswith(VLLM_PREFIXES) for name in names), [n for n in names if not n.startswith(VLLM_PREFIXES)][:3]
+    assert any(name.startswith("vision_tower.vision_model.encoder.") for name in names)
+    reloaded, info = AutoModelForImageTextToText.from_pretrained(tmp_path / "vlm", output_loading_info=True)
+    assert not any(info.values()), info  # no missing, unexpected or mismatched tensor
+    with torch.inference_mode():
+        after = reloaded.eval()(**inputs).logits
+    assert torch.equal(before, after)
+
+
+def test_compare_frozen_reads_any_naming(phase1_dir, tmp_path):
+    """A Phase 1 saved the way transformers 5.23 saves it (vision_tower.embeddings…) compares with
+    one written by save_vlm (vision_tower.vision_model.embeddings…)."""
+    from transformers import AutoModelForImageTextToText
+
+    from compass.models.checkpoint import compare_frozen, iter_tensors
+
+    loaded = AutoModelForImageTextToText.from_pretrained(phase1_dir)
+    built = AutoModelForImageTextToText.from_config(loaded.config)  # built, not loaded: saved as transformers does
+    built.load_state_dict(loaded.state_dict())
+    built.save_pretrained(tmp_path / "plain")
+    plain = [name for name, _ in iter_tensors(tmp_path / "plain")]
+    assert not any(name.startswith("vision_tower.vision_model.") for name in plain)  # what vLLM refuses
+    assert compare_frozen(tmp_path / "plain", phase1_dir) == compare_frozen(phase1_dir, phase1_dir) > 10

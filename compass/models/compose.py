@@ -1,8 +1,9 @@
 """`compass compose`: the Phase 2 VLM = Phase 1's vision tower and projector + the trained LLM.
 
 The result is a standard `LlavaOnevisionForConditionalGeneration` checkpoint with Phase 1's
-processor and chat template. Before the output is put in place, every vision-tower and projector
-tensor is checked to be bit-identical to Phase 1's.
+processor and chat template, written by checkpoint.save_vlm (names transformers and vLLM both
+load). Before the output is put in place, every vision-tower and projector tensor is checked to be
+bit-identical to Phase 1's.
 """
 
 from __future__ import annotations
@@ -10,31 +11,39 @@ from __future__ import annotations
 from pathlib import Path
 
 from compass.io import CompassError, atomic_output
-from compass.models.checkpoint import compare_frozen
+from compass.models.checkpoint import compare_frozen, save_vlm
 from compass.models.vlm import load_vlm
 
 _SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
+
+
+def check_llm_fits(llm_config, text_config, llm_dir) -> None:
+    for key in _SHAPE_KEYS:
+        if getattr(llm_config, key, None) != getattr(text_config, key, None):
+            raise CompassError(
+                f"{llm_dir}: {key}={getattr(llm_config, key, None)} does not match Phase 1's text model ({getattr(text_config, key, None)})"
+            )
+
+
+def put_llm(vlm, llm):
+    """The VLM with its language model and lm_head replaced by the causal LM's tensors (assign=True:
+    no copies; works on meta tensors). The vision tower and projector are left as they are."""
+    vlm.model.language_model.load_state_dict(llm.model.state_dict(), assign=True, strict=True)
+    vlm.lm_head.load_state_dict(llm.lm_head.state_dict(), assign=True, strict=True)
+    return vlm
 
 
 def compose(phase1_dir, llm_dir, out_dir) -> int:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor
 
     vlm = load_vlm(phase1_dir)
-    text_cfg = vlm.config.text_config
-    llm_cfg = AutoConfig.from_pretrained(llm_dir)
-    for key in _SHAPE_KEYS:
-        if getattr(llm_cfg, key, None) != getattr(text_cfg, key, None):
-            raise CompassError(
-                f"{llm_dir}: {key}={getattr(llm_cfg, key, None)} does not match Phase 1's text model ({getattr(text_cfg, key, None)})"
-            )
+    check_llm_fits(AutoConfig.from_pretrained(llm_dir), vlm.config.text_config, llm_dir)
     llm = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=vlm.model.language_model.embed_tokens.weight.dtype)
-    vlm.model.language_model.load_state_dict(llm.model.state_dict(), strict=True)
-    vlm.lm_head.load_state_dict(llm.lm_head.state_dict(), strict=True)
+    put_llm(vlm, llm)
     del llm
     processor = AutoProcessor.from_pretrained(phase1_dir)
     with atomic_output(out_dir, directory=True) as tmp:
-        vlm.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        save_vlm(vlm, processor, tmp)
         n = compare_frozen(phase1_dir, tmp)
     print(f"composed Phase 2 VLM -> {out_dir} ({n} vision/projector tensors bit-identical to Phase 1)")
     return n

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compass.io import atomic_output
+from compass.models.checkpoint import save_vlm
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>", "<image>", "<video>"]
 
@@ -130,8 +131,7 @@ def build(out_dir, demo_cfg: dict, seed: int) -> None:
         chat_template=CHAT_TEMPLATE,
     )
     with atomic_output(out_dir, directory=True) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        save_vlm(model, processor, tmp)  # tensor names transformers and vLLM both load
     n = sum(p.numel() for p in model.parameters())
     print(f"demo Phase 1 VLM: {n / 1e6:.2f}M parameters, vocabulary {len(tok)} -> {out_dir}")
 

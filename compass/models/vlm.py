@@ -22,19 +22,31 @@ def load_vlm(path, dtype="auto"):
     return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
 
 
-def extract_llm(vlm_dir, out_dir) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def llm_state_dict(vlm) -> dict:
+    """The VLM's language-model tensors under the causal LM's names (`model.*`, `lm_head.*`)."""
+    state = {f"model.{k}": v for k, v in vlm.model.language_model.state_dict().items()}
+    state.update({f"lm_head.{k}": v for k, v in vlm.lm_head.state_dict().items()})
+    return state
 
-    vlm = load_vlm(vlm_dir)
-    text_config = vlm.config.text_config
+
+def llm_from_vlm(vlm):
+    """The VLM's language model as a causal LM (`LlamaForCausalLM` for llm-jp-4) holding the VLM's own
+    tensors (assign=True: no second copy of the 8B weights; meta tensors stay meta)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     dtype = vlm.model.language_model.embed_tokens.weight.dtype
     with torch.device("meta"):
-        llm = AutoModelForCausalLM.from_config(text_config, dtype=dtype)
-    # assign=True hands over the VLM's tensors: no second copy of the 8B weights in memory.
-    llm.model.load_state_dict(vlm.model.language_model.state_dict(), assign=True, strict=True)
-    llm.lm_head.load_state_dict(vlm.lm_head.state_dict(), assign=True, strict=True)
+        llm = AutoModelForCausalLM.from_config(vlm.config.text_config, dtype=dtype)
+    llm.load_state_dict(llm_state_dict(vlm), assign=True, strict=True)
     llm.generation_config = vlm.generation_config
+    return llm
+
+
+def extract_llm(vlm_dir, out_dir) -> None:
+    from transformers import AutoTokenizer
+
+    llm = llm_from_vlm(load_vlm(vlm_dir))
     tokenizer = AutoTokenizer.from_pretrained(vlm_dir)
     with atomic_output(out_dir, directory=True) as tmp:
         llm.save_pretrained(tmp)
