@@ -22,6 +22,7 @@ from compass.io import CompassError
 SUBCOMMANDS = {
     "fetch": ("compass.fetch", "download a model or dataset named by Hugging Face id into the cache (submitting node)"),
     "phase1-demo": ("compass.models.phase1_demo", "build the tiny demo Phase 1 VLM (random weights, local tokenizer)"),
+    "assemble-phase1": ("compass.models.assemble", "put a Phase 1 VLM (Hub id, or vision tower + projector + LLM + tokenizer) into the LLaVA-OneVision layout"),
     "extract-llm": ("compass.models.vlm", "take the language model out of a Phase 1 VLM checkpoint"),
     "prompts": ("compass.data.prompts", "normalise the configured sources into one prompt file (+ held-out test sets)"),
     "distill": ("compass.teacher.distill", "write teacher traces in the XML format (reference | hf | vllm backend)"),

@@ -1,14 +1,18 @@
 # Helpers every rule uses: output paths, the config sections a rule passes to its subcommand.
 import os
+import re
 import sys
 
 from compass.config import section_json
 
 RUN = f"results/{config['run']}"
 
+# The Phase 1 VLM: phase1.path in place; else built under results/ (phase1.smk): assembled from
+# phase1.hf_id or phase1.parts, or the tiny demo. A Hub id is not looked for here: the fetch rules get it.
 PHASE1 = config["phase1"]["path"] or f"{RUN}/phase1/vlm"
 if config["phase1"]["path"] and not os.path.isdir(PHASE1):
-    sys.exit(f"compass: phase1.path: Phase 1 checkpoint directory not found: {PHASE1}")
+    sys.exit(f"compass: phase1.path: Phase 1 checkpoint directory not found: {PHASE1}"
+             + (" (if it is a Hugging Face id, set phase1.hf_id instead)" if re.fullmatch(r"[\w.-]+/[\w.-]+", PHASE1) else ""))
 
 # Models evaluated, by name (config eval.models) -> checkpoint directory.
 MODEL_DIRS = {"phase1": PHASE1, "sft": f"{RUN}/sft/merged", "phase2": f"{RUN}/final_vlm"}

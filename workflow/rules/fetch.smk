@@ -26,6 +26,16 @@ def hub_models():
     return models
 
 
+def phase1_models():
+    """{marker slug: hub id} of the models Phase 1 is made from: phase1.hf_id, or the parts named by
+    Hub id (the projector is a local file)."""
+    p = config["phase1"]
+    if p.get("hf_id"):
+        return {_slug(p["hf_id"]): p["hf_id"]}
+    parts = p.get("parts") or {}
+    return {_slug(parts[k]): parts[k] for k in ("vision_tower", "llm", "tokenizer") if is_hub_id(parts.get(k))}
+
+
 def _source_dataset(spec, seed_sources):
     """(hub id, configs, split) that compass.data.sources.load_source reads for a spec without a path."""
     name = spec.get("name")
@@ -95,7 +105,9 @@ def hub_datasets():
     return prompts, tasks
 
 
-HUB_MODELS = hub_models()
+TEACHER_MODELS = hub_models()
+PHASE1_MODELS = phase1_models()
+HUB_MODELS = {**TEACHER_MODELS, **PHASE1_MODELS}
 PROMPT_DATASETS, TASK_DATASETS = hub_datasets()
 HUB_DATASETS = {**PROMPT_DATASETS, **{_slug(h[0], *h[1], h[2]): h for h in TASK_DATASETS.values()}}
 FETCHED = f"{HF_CACHE}/fetched"
@@ -103,7 +115,12 @@ FETCHED = f"{HF_CACHE}/fetched"
 
 def fetched_models():
     """Markers of the teacher model (input of distill)."""
-    return [f"{FETCHED}/models/{slug}.json" for slug in HUB_MODELS]
+    return [f"{FETCHED}/models/{slug}.json" for slug in TEACHER_MODELS]
+
+
+def fetched_phase1():
+    """Markers of the Hub models Phase 1 is made from (input of assemble_phase1)."""
+    return [f"{FETCHED}/models/{slug}.json" for slug in PHASE1_MODELS]
 
 
 def fetched_datasets():
