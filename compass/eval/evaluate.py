@@ -63,65 +63,44 @@ def math_messages(row: dict, variant: str = "default") -> list[dict]:
     return msgs
 
 
-# --- generation backends ------------------------------------------------------------------------
+# --- generation -----------------------------------------------------------------------------------
 
 
-class Generator:
-    """Greedy (by default), seeded, batched chat generation: `hf` (transformers, CPU/GPU) or `vllm`."""
+def load_engine(model_path, cfg: dict, seed: int):
+    """The configured generation engine (compass.generation: `hf` or `vllm`) over one checkpoint."""
+    from compass import generation
 
-    def __init__(self, model_path, ecfg: dict, seed: int):
-        from compass import generation
-
-        self.ecfg, self.path = ecfg, str(model_path)
-        self.sampling = generation.Sampling(
-            max_new_tokens=ecfg["max_new_tokens"], temperature=ecfg.get("temperature", 0.0),
-            top_p=ecfg.get("top_p", 1.0), seed=seed,
-        )
-        self.backend = ecfg.get("backend", "hf")
-        if self.backend == "hf":
-            self.model, self.tokenizer = generation.load(model_path, dtype=ecfg.get("dtype", "auto"))
-        else:
-            from transformers import AutoTokenizer
-
-            self.model, self.tokenizer = None, AutoTokenizer.from_pretrained(model_path)
-
-    def max_context(self) -> int | None:
-        from transformers import AutoConfig
-
-        cfg = AutoConfig.from_pretrained(self.path)
-        cfg = getattr(cfg, "text_config", None) or cfg
-        return getattr(cfg, "max_position_embeddings", None)
-
-    def __call__(self, conversations: list[list[dict]], desc: str) -> list[str]:
-        if self.backend == "vllm":
-            from compass.teacher import vllm_backend
-
-            outs = vllm_backend.generate(self.path, conversations, self.sampling, self.ecfg.get("tensor_parallel_size", 1), {})
-        else:
-            from compass import generation
-
-            outs = generation.generate(self.model, self.tokenizer, conversations, self.sampling, self.ecfg["batch_size"], desc)
-        return [o[0] for o in outs]
+    ecfg = cfg["eval"]
+    return generation.load(ecfg["backend"], model_path, cfg["chat"], dtype=ecfg["dtype"], batch_size=ecfg["batch_size"],
+                           tensor_parallel_size=ecfg["tensor_parallel_size"], seed=seed,
+                           engine_kwargs=cfg["vllm"]["engine_kwargs"])
 
 
-def _edinet_conversations(gen: Generator, task: str, rows: list[dict], ecfg: dict) -> tuple[list, int]:
+def max_context(model_path) -> int | None:
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(str(model_path))
+    return getattr(getattr(c, "text_config", None) or c, "max_position_embeddings", None)
+
+
+def _edinet_conversations(engine, model_path, task: str, rows: list[dict], ecfg: dict) -> tuple[list, int]:
     """Upstream prompts, each report cut (head kept) to fit the model's context; how many were cut."""
     from compass.eval import edinet
 
     sheets = tuple(ecfg.get("edinet_sheets") or edinet.DEFAULT_SHEETS)
     budget = ecfg.get("max_prompt_tokens")
     if budget is None:
-        ctx = gen.max_context()
+        ctx = max_context(model_path)
         budget = None if ctx is None else max(256, ctx - ecfg["max_new_tokens"] - 64)
-    fixed = len(gen.tokenizer(edinet.SYSTEM_PROMPT + edinet.PROMPTS[task], add_special_tokens=False).input_ids) + 32
+    fixed = len(engine.tokenizer(edinet.SYSTEM_PROMPT + edinet.PROMPTS[task], add_special_tokens=False).input_ids) + 32
     convs, cut = [], 0
     for row in rows:
         report = "\n".join(f"{s}: {row[s]}" for s in sheets if s in row)
         if budget is not None:
-            ids = gen.tokenizer(report, add_special_tokens=False).input_ids
+            ids = engine.tokenizer(report, add_special_tokens=False).input_ids
             room = max(0, budget - fixed)
             if len(ids) > room:
-                report = gen.tokenizer.decode(ids[:room], skip_special_tokens=True)
+                report = engine.tokenizer.decode(ids[:room], skip_special_tokens=True)
                 cut += 1
         convs.append(edinet.messages(task, row, sheets, report_text=report))
     return convs, cut
@@ -130,10 +109,12 @@ def _edinet_conversations(gen: Generator, task: str, rows: list[dict], ecfg: dic
 # --- one model x one task -----------------------------------------------------------------------
 
 
-def evaluate_task(model_path, task: str, rows: list[dict], ecfg: dict, seed: int, variant: str = "default"):
-    """(per-row predictions, summary) of one model on one task's normalised rows."""
+def evaluate_task(model_path, task: str, rows: list[dict], cfg: dict, variant: str = "default"):
+    """(per-row predictions, summary) of one model on one task's normalised rows (`cfg`: the
+    config's eval, chat, vllm and seed)."""
     from compass.eval.tasks import get_task
 
+    ecfg, seed = cfg["eval"], cfg["seed"]
     kind = get_task(task).kind
     if ecfg.get("limit"):
         rows = rows[: ecfg["limit"]]
@@ -144,39 +125,43 @@ def evaluate_task(model_path, task: str, rows: list[dict], ecfg: dict, seed: int
     if kind == "mc":
         from compass.eval import fin_harness
 
-        lm = fin_harness.make_lm(ecfg, model_path, seed)
+        lm = fin_harness.make_lm(ecfg, model_path, seed, cfg["vllm"]["engine_kwargs"])
         graded, summary = fin_harness.run(lm, task, rows)
         summary["primary"] = get_task(task).primary
+        summary["backend"] = ecfg["backend"]
         return graded, summary
-    gen = Generator(model_path, ecfg, seed)
+    from compass.generation import Sampling
+
+    engine = load_engine(model_path, cfg, seed)
+    sampling = Sampling(max_new_tokens=ecfg["max_new_tokens"], temperature=ecfg["temperature"], top_p=ecfg["top_p"], seed=seed)
     t0 = time.perf_counter()
     if kind == "math":
         from compass.eval.grade import is_correct
 
-        outputs = gen([math_messages(r, variant) for r in rows], f"evaluate {task}")
-        seconds = time.perf_counter() - t0
-        graded, summary = score(rows, outputs, is_correct)
-        summary["kind"] = "math"
+        convs = [math_messages(r, variant) for r in rows]
     else:
         from compass.eval import edinet
 
-        convs, cut = _edinet_conversations(gen, task, rows, ecfg)
-        outputs = gen(convs, f"evaluate {task}")
-        seconds = time.perf_counter() - t0
+        convs, cut = _edinet_conversations(engine, model_path, task, rows, ecfg)
+    completions = [c[0] for c in engine.generate(convs, sampling, desc=f"evaluate {task}")]
+    seconds = time.perf_counter() - t0
+    outputs = [c.text for c in completions]
+    if kind == "math":
+        graded, summary = score(rows, outputs, is_correct)
+        summary["kind"] = "math"
+    else:
         graded, summary = edinet.score(task, rows, outputs)
         summary["prompts_truncated"] = cut
+    for row, c in zip(graded, completions):
+        if c.analysis:  # kept apart, never graded
+            row["analysis"] = c.analysis
     summary["primary"] = get_task(task).primary
     summary["generation_seconds"] = round(seconds, 2)
-    summary["backend"] = gen.backend
-    summary["decoding"] = {"temperature": gen.sampling.temperature, "top_p": gen.sampling.top_p,
-                           "max_new_tokens": gen.sampling.max_new_tokens, "seed": seed}
+    summary["backend"] = engine.backend
+    summary["decoding"] = {"temperature": sampling.temperature, "top_p": sampling.top_p,
+                           "max_new_tokens": sampling.max_new_tokens, "seed": seed}
+    summary["chat_template_kwargs"] = engine.template_kwargs
     return graded, summary
-
-
-def evaluate(model_path, task_path, ecfg: dict, seed: int, is_correct=None, task: str = "demo", variant: str = "default"):
-    """The demo-era entry point: one math task file (kept for callers of the old signature)."""
-    rows = read_jsonl(task_path, required=TASK_FIELDS)
-    return evaluate_task(model_path, task, rows, ecfg, seed, variant)
 
 
 def load_rows(task: str, data: Path | None, cfg: dict) -> list[dict]:
@@ -203,7 +188,7 @@ def add_arguments(p) -> None:
 
 def main(args, cfg) -> None:
     rows = load_rows(args.task, args.data, cfg)
-    graded, summary = evaluate_task(args.model, args.task, rows, cfg["eval"], cfg["seed"], args.variant)
+    graded, summary = evaluate_task(args.model, args.task, rows, cfg, args.variant)
     summary = {"model": args.label or args.model.name, "model_path": str(args.model), "task": args.task,
                "variant": args.variant, **summary}
     write_jsonl(Path(args.out).with_suffix(".predictions.jsonl"), graded)

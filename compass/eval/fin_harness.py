@@ -151,18 +151,27 @@ def causal_lm_view(model):
     return llm.eval()
 
 
-def make_lm(ecfg: dict, model_path, seed: int):
+def make_lm(ecfg: dict, model_path, seed: int, engine_kwargs: dict | None = None):
     """An lm-eval LM: HFLM over our loaded model (hf backend) or lm-eval's VLLM (vllm backend)."""
     if ecfg.get("backend") == "vllm":
         from lm_eval.models.vllm_causallms import VLLM
 
-        return VLLM(pretrained=str(model_path), tensor_parallel_size=ecfg.get("tensor_parallel_size", 1),
-                    seed=seed, batch_size="auto", dtype=ecfg.get("dtype", "auto"))
+        from compass.generation import checkpoint_dtype, vllm_cpu_defaults
+
+        vllm_cpu_defaults()
+        dtype = ecfg.get("dtype", "auto")
+        return VLLM(pretrained=str(model_path), tensor_parallel_size=ecfg.get("tensor_parallel_size", 1), seed=seed,
+                    batch_size="auto", dtype=checkpoint_dtype(model_path) if dtype == "auto" else dtype,
+                    **(engine_kwargs or {}))
     from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer
 
-    from compass import generation
+    from compass.generation import load_model
 
-    model, tokenizer = generation.load(model_path, dtype=ecfg.get("dtype", "auto"))
+    model = load_model(model_path, dtype=ecfg.get("dtype", "auto"))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return HFLM(pretrained=causal_lm_view(model), tokenizer=tokenizer, batch_size=ecfg["batch_size"], backend="causal")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from compass import chat
 from compass.io import CompassError, atomic_output, require_dir
 from compass.trace_format import prompt_messages
 
@@ -20,14 +21,14 @@ PROBE_PROBLEMS = [
 ]
 
 
-def probe_batch(tokenizer, n: int):
+def probe_batch(tokenizer, n: int, chat_cfg: dict):
     convs = [prompt_messages(p, lang) for p, lang in (PROBE_PROBLEMS * n)[:n]]
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
+    texts = [chat.render(tokenizer, c, chat_cfg) for c in convs]
     tokenizer.padding_side = "right"
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
-def merge(base_dir, adapter_dir, out_dir, mcfg: dict) -> dict:
+def merge(base_dir, adapter_dir, out_dir, mcfg: dict, chat_cfg: dict | None = None) -> dict:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -40,7 +41,7 @@ def merge(base_dir, adapter_dir, out_dir, mcfg: dict) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    enc = probe_batch(tokenizer, mcfg["parity_probes"])
+    enc = probe_batch(tokenizer, mcfg["parity_probes"], chat_cfg or {})
     mask = enc["attention_mask"].bool()
     with torch.inference_mode():
         expected = model(**enc).logits[mask].float()
@@ -71,4 +72,4 @@ def add_arguments(p) -> None:
 
 
 def main(args, cfg) -> None:
-    merge(args.base, args.adapter, args.out, cfg["merge"])
+    merge(args.base, args.adapter, args.out, cfg["merge"], cfg["chat"])

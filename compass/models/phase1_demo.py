@@ -67,6 +67,21 @@ def build_tokenizer(vocab_size: int, seed: int):
     return hf
 
 
+# The llm-jp-4 vocabulary has no video token: a reserved id stands in (video is never used here).
+LLM_JP_VIDEO_TOKEN = "<|reserved_009|>"
+
+
+def phase1_tokenizer(demo_cfg: dict, seed: int):
+    """(tokenizer with its chat template, image token, video token): the real llm-jp-4 tokenizer
+    converted from `demo_cfg["tokenizer"]` (the production rehearsal), else the demo's own BPE."""
+    if demo_cfg.get("tokenizer"):
+        from compass.models import llm_jp_tokenizer
+
+        tok = llm_jp_tokenizer.convert(Path(demo_cfg["tokenizer"]))
+        return tok, llm_jp_tokenizer.IMAGE_PAD, LLM_JP_VIDEO_TOKEN
+    return build_tokenizer(demo_cfg["vocab_size"], seed), "<image>", "<video>"
+
+
 def build(out_dir, demo_cfg: dict, seed: int) -> None:
     import torch
     from transformers import (
@@ -79,7 +94,8 @@ def build(out_dir, demo_cfg: dict, seed: int) -> None:
         SiglipVisionConfig,
     )
 
-    tok = build_tokenizer(demo_cfg["vocab_size"], seed)
+    tok, image_token, video_token = phase1_tokenizer(demo_cfg, seed)
+    template = tok.chat_template
     size = demo_cfg["image_size"]
     pinpoints = [[size, size], [size, 2 * size], [2 * size, size], [2 * size, 2 * size]]
     vision = SiglipVisionConfig(
@@ -110,8 +126,8 @@ def build(out_dir, demo_cfg: dict, seed: int) -> None:
     config = LlavaOnevisionConfig(
         vision_config=vision,
         text_config=text,
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        video_token_id=tok.convert_tokens_to_ids("<video>"),
+        image_token_id=tok.convert_tokens_to_ids(image_token),
+        video_token_id=tok.convert_tokens_to_ids(video_token),
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
         image_grid_pinpoints=pinpoints,
@@ -128,7 +144,9 @@ def build(out_dir, demo_cfg: dict, seed: int) -> None:
         tokenizer=tok,
         num_image_tokens=(size // demo_cfg["patch_size"]) ** 2,
         vision_feature_select_strategy="full",
-        chat_template=CHAT_TEMPLATE,
+        chat_template=template,
+        image_token=image_token,
+        video_token=video_token,
     )
     with atomic_output(out_dir, directory=True) as tmp:
         save_vlm(model, processor, tmp)  # tensor names transformers and vLLM both load

@@ -22,13 +22,16 @@ def main(args, cfg) -> None:
     from compass import generation
 
     pcfg = cfg["pairs"]
+    scfg = pcfg["sampling"]
     rows = read_jsonl(args.traces, required=("id", "problem"))
-    model, tokenizer = generation.load(args.model)
+    engine = generation.load(scfg["backend"], args.model, cfg["chat"], batch_size=scfg["batch_size"], seed=pcfg["seed"],
+                             engine_kwargs=cfg["vllm"]["engine_kwargs"])
     sampling = generation.Sampling(
-        max_new_tokens=pcfg["sampling"]["max_new_tokens"], temperature=pcfg["sampling"]["temperature"],
-        top_p=pcfg["sampling"]["top_p"], n=pcfg["on_policy_samples"], seed=pcfg["seed"],
+        max_new_tokens=scfg["max_new_tokens"], temperature=scfg["temperature"], top_p=scfg["top_p"],
+        n=pcfg["on_policy_samples"], seed=pcfg["seed"],
     )
     conversations = [prompt_messages(r["problem"], r.get("lang")) for r in rows]
-    outs = generation.generate(model, tokenizer, conversations, sampling, pcfg["sampling"]["batch_size"], "sample")
-    write_jsonl(args.out, ({"id": r["id"], "samples": o} for r, o in zip(rows, outs)))
-    print(f"{sum(map(len, outs))} samples for {len(rows)} prompts -> {args.out}")
+    outs = generation.texts(engine.generate(conversations, sampling, desc="sample"))
+    write_jsonl(args.out, ({"id": r["id"], "samples": o, "chat_template_kwargs": engine.template_kwargs}
+                           for r, o in zip(rows, outs)))
+    print(f"{sum(map(len, outs))} samples for {len(rows)} prompts ({scfg['backend']}) -> {args.out}")

@@ -56,43 +56,39 @@ def shard_slice(n_rows: int, shard: int, num_shards: int) -> slice:
     return slice(shard * n_rows // num_shards, (shard + 1) * n_rows // num_shards)
 
 
+def teacher_chat(tcfg: dict) -> dict:
+    """The teacher's own chat template settings: its template arguments (enable_thinking & co.)."""
+    return {"template_kwargs": {"enable_thinking": tcfg["enable_thinking"], **tcfg["template_kwargs"]}, "stop_tokens": None}
+
+
 class Generator:
     """One backend, loaded once, turning rows into `samples_per_prompt` completions each."""
 
-    def __init__(self, tcfg: dict, seed: int):
+    def __init__(self, tcfg: dict, seed: int, engine_kwargs: dict | None = None):
         self.backend, self.tcfg, self.seed = tcfg["backend"], tcfg, seed
+        self.template_kwargs = None
         if self.backend == "reference":
             return
         if not tcfg.get("model"):
             raise CompassError(f"teacher.model must name a checkpoint for the {self.backend} backend")
-        from compass.generation import Sampling
+        from compass import generation
 
-        self.sampling = Sampling(
+        self.sampling = generation.Sampling(
             max_new_tokens=tcfg["max_new_tokens"], temperature=tcfg["temperature"], top_p=tcfg["top_p"],
             n=tcfg["samples_per_prompt"], seed=seed,
         )
-        self.template_kwargs = {"enable_thinking": tcfg["enable_thinking"]}
-        if self.backend == "hf":
-            from compass import generation
-
-            self.model, self.tokenizer = generation.load(tcfg["model"])
-        elif self.backend == "vllm":
-            from compass.teacher import vllm_backend
-
-            self.engine = vllm_backend.Engine(tcfg["model"], tcfg["tensor_parallel_size"], seed)
-        else:
-            raise CompassError(f"teacher.backend: unknown backend {self.backend!r}")
+        self.engine = generation.load(self.backend, tcfg["model"], teacher_chat(tcfg), batch_size=tcfg["batch_size"],
+                                      tensor_parallel_size=tcfg["tensor_parallel_size"], seed=seed,
+                                      engine_kwargs=engine_kwargs)
+        self.template_kwargs = self.engine.template_kwargs
 
     def __call__(self, rows: list[dict]) -> list[list[str | None]]:
         if self.backend == "reference":
             return [[reference_response(r)] for r in rows]
-        conversations = [prompt_messages(r["problem"], r["lang"]) for r in rows]
-        if self.backend == "hf":
-            from compass import generation
+        from compass import generation
 
-            return generation.generate(self.model, self.tokenizer, conversations, self.sampling,
-                                       self.tcfg["batch_size"], "distill", self.template_kwargs)
-        return self.engine.generate(conversations, self.sampling, self.template_kwargs)
+        conversations = [prompt_messages(r["problem"], r["lang"]) for r in rows]
+        return generation.texts(self.engine.generate(conversations, self.sampling, desc="distill"))
 
 
 def read_progress(path: Path) -> dict[str, list]:
@@ -187,9 +183,11 @@ def main(args, cfg) -> None:
     rows = all_rows[shard_slice(len(all_rows), args.shard, args.num_shards)]
     progress = Path(f"{args.out}.progress.jsonl")
     progress.parent.mkdir(parents=True, exist_ok=True)
-    completions, resumed = generate_resumable(rows, Generator(tcfg, cfg["seed"]), progress, tcfg["chunk_size"])
+    generator = Generator(tcfg, cfg["seed"], cfg["vllm"]["engine_kwargs"])
+    completions, resumed = generate_resumable(rows, generator, progress, tcfg["chunk_size"])
     traces, stats = filter_traces(rows, completions, tcfg["require_correct"], is_correct)
-    stats = {"backend": tcfg["backend"], "shard": args.shard, "num_shards": args.num_shards, "resumed": resumed, **stats}
+    stats = {"backend": tcfg["backend"], "shard": args.shard, "num_shards": args.num_shards, "resumed": resumed,
+             "chat_template_kwargs": generator.template_kwargs, **stats}
     write_json(args.stats or Path(args.out).with_suffix(".stats.json"), stats)
     write_jsonl(args.out, traces)
     progress.unlink()

@@ -80,7 +80,7 @@ def lora_config(sec: dict):
     )
 
 
-def load_llm(path, bf16: bool):
+def load_llm(path, bf16: bool, chat_cfg: dict | None = None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -92,6 +92,9 @@ def load_llm(path, bf16: bool):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    from compass.chat import check_pinned
+
+    check_pinned(tokenizer, chat_cfg or {})
     return model, tokenizer
 
 
@@ -160,7 +163,8 @@ def prepare_checkpoints(checkpoints_dir, fingerprint: dict | None) -> None:
     run_file.write_text(json.dumps(fingerprint, indent=1) + "\n")
 
 
-def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir, fingerprint: dict | None = None) -> None:
+def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir, fingerprint: dict | None = None,
+                   record: dict | None = None) -> None:
     """Train (resuming from the last checkpoint of the same run if there is one) and write the
     adapter atomically; the checkpoints are removed once the adapter is written.
 
@@ -178,19 +182,19 @@ def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir, fingerprint: di
         print(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=resume)
     if trainer.args.world_size > 1 or trainer.is_deepspeed_enabled:
-        _save_distributed(trainer, tokenizer, out_dir, resume)
+        _save_distributed(trainer, tokenizer, out_dir, resume, record)
     else:
         with atomic_output(out_dir, directory=True) as tmp:
             trainer.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
-                   "resumed_from": resume}
+                   "resumed_from": resume, **(record or {})}
             (Path(tmp) / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
     if main:
         shutil.rmtree(checkpoints_dir, ignore_errors=True)
 
 
-def _save_distributed(trainer, tokenizer, out_dir, resume=None) -> None:
+def _save_distributed(trainer, tokenizer, out_dir, resume=None, record: dict | None = None) -> None:
     """`train_and_save`'s write for several processes: one temporary sibling every rank agrees on,
     renamed into place by the main process."""
     import shutil
@@ -208,7 +212,7 @@ def _save_distributed(trainer, tokenizer, out_dir, resume=None) -> None:
     if main:
         tokenizer.save_pretrained(tmp)
         log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
-               "resumed_from": resume, "world_size": trainer.args.world_size}
+               "resumed_from": resume, "world_size": trainer.args.world_size, **(record or {})}
         (tmp / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
         if out_dir.is_dir():
             shutil.rmtree(out_dir)

@@ -8,28 +8,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compass import chat
 from compass.io import read_jsonl
 from compass.train import common
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
-def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int) -> None:
+def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    chat_cfg = chat_cfg or {}
     rows = read_jsonl(pairs_path, required=PAIR_FIELDS)
-    dataset = Dataset.from_list([{k: r[k] for k in PAIR_FIELDS} for r in rows])
     args = DPOConfig(**common.training_kwargs(sec, "dpo", checkpoints_dir, seed), beta=sec["beta"],
                      loss_type=sec["loss_type"], loss_weights=sec["loss_weights"])
-    model, tokenizer = common.load_llm(model_path, args.bf16)
+    model, tokenizer = common.load_llm(model_path, args.bf16, chat_cfg)
+    kwargs = chat.template_kwargs(chat_cfg)
+    extra = {"chat_template_kwargs": kwargs} if kwargs else {}  # TRL passes it to the chat template
+    dataset = Dataset.from_list([{**{k: r[k] for k in PAIR_FIELDS}, **extra} for r in rows])
     trainer = DPOTrainer(
         model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer,
         peft_config=common.lora_config(sec),
     )
     trainer.model.print_trainable_parameters()
     common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir,
-                          fingerprint=common.run_fingerprint(sec, seed, pairs_path, model_path))
+                          fingerprint=common.run_fingerprint({**sec, "chat": chat_cfg}, seed, pairs_path, model_path),
+                          record={"chat_template_kwargs": kwargs})
 
 
 def add_arguments(p) -> None:
@@ -41,4 +46,4 @@ def add_arguments(p) -> None:
 
 def main(args, cfg) -> None:
     ckpt = args.checkpoints or Path(f"{args.out}.checkpoints")
-    train(args.pairs, args.model, args.out, ckpt, cfg["dpo"], cfg["seed"])
+    train(args.pairs, args.model, args.out, ckpt, cfg["dpo"], cfg["seed"], cfg["chat"])

@@ -8,36 +8,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compass import chat
 from compass.io import read_jsonl
 from compass.train import common
 
 TRACE_FIELDS = ("id", "problem", "response")
 
 
-def to_example(trace: dict) -> dict:
-    """A trace row as TRL's conversational prompt-completion example."""
+def to_example(trace: dict, template_kwargs: dict | None = None) -> dict:
+    """A trace row as TRL's conversational prompt-completion example (with the pinned chat-template
+    arguments, which TRL passes to the template)."""
     from compass.trace_format import prompt_messages
 
-    return {
+    example = {
         "prompt": prompt_messages(trace["problem"], trace.get("lang")),
         "completion": [{"role": "assistant", "content": trace["response"]}],
     }
+    if template_kwargs:
+        example["chat_template_kwargs"] = template_kwargs
+    return example
 
 
-def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int) -> None:
+def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    chat_cfg = chat_cfg or {}
     rows = read_jsonl(traces_path, required=TRACE_FIELDS)
-    dataset = Dataset.from_list([to_example(r) for r in rows])
     args = SFTConfig(**common.training_kwargs(sec, "sft", checkpoints_dir, seed), completion_only_loss=True)
-    model, tokenizer = common.load_llm(model_path, args.bf16)
+    model, tokenizer = common.load_llm(model_path, args.bf16, chat_cfg)
+    kwargs = chat.template_kwargs(chat_cfg)
+    dataset = Dataset.from_list([to_example(r, kwargs) for r in rows])
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=common.lora_config(sec)
     )
     trainer.model.print_trainable_parameters()
     common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir,
-                          fingerprint=common.run_fingerprint(sec, seed, traces_path, model_path))
+                          fingerprint=common.run_fingerprint({**sec, "chat": chat_cfg}, seed, traces_path, model_path),
+                          record={"chat_template_kwargs": kwargs})
 
 
 def add_arguments(p) -> None:
@@ -49,4 +57,4 @@ def add_arguments(p) -> None:
 
 def main(args, cfg) -> None:
     ckpt = args.checkpoints or Path(f"{args.out}.checkpoints")
-    train(args.traces, args.model, args.out, ckpt, cfg["sft"], cfg["seed"])
+    train(args.traces, args.model, args.out, ckpt, cfg["sft"], cfg["seed"], cfg["chat"])

@@ -1,13 +1,18 @@
 # Teacher distillation: normalised prompts -> XML reasoning traces.
 
 
+# The held-out split of the synthetic demo problems is written by the prompts stage, and only when
+# the demo source is configured.
+DEMO_SOURCE = any(s["name"] == "demo" for s in config["data"]["sources"])
+
+
 rule prompts:
     input:
         fetched_datasets(),  # Hub datasets of data.sources, downloaded by fetch_dataset (fetch.smk)
     output:
         prompts=f"{RUN}/data/prompts.jsonl",
         stats=f"{RUN}/data/prompts.stats.json",
-        demo_test=f"{RUN}/data/test/demo.jsonl",
+        demo_test=[f"{RUN}/data/test/demo.jsonl"] if DEMO_SOURCE else [],
     params:
         cfg=sections("data", "seed"),
         test_dir=f"{RUN}/data/test",
@@ -35,7 +40,7 @@ rule distill:
     wildcard_constraints:
         shard=r"\d+",
     params:
-        cfg=sections("teacher", "seed"),
+        cfg=sections("teacher", "seed", "vllm"),
     log:
         log("distill/{shard}"),
     benchmark:

@@ -11,7 +11,7 @@ rule policy_samples:
     output:
         f"{RUN}/dpo/policy_samples.jsonl",
     params:
-        cfg=sections("pairs"),
+        cfg=sections("pairs", "chat", "vllm"),
     log:
         log("policy_samples"),
     benchmark:
@@ -52,7 +52,7 @@ rule dpo:
     output:
         directory(f"{RUN}/dpo/adapter"),
     params:
-        cfg=sections("dpo", "seed"),
+        cfg=sections("dpo", "seed", "chat"),
         checkpoints=f"{RUN}/dpo/checkpoints",
     log:
         log("dpo"),
@@ -73,7 +73,7 @@ rule merge_dpo:
     output:
         directory(f"{RUN}/dpo/merged"),
     params:
-        cfg=sections("merge"),
+        cfg=sections("merge", "chat"),
     log:
         log("merge_dpo"),
     benchmark:

@@ -30,7 +30,8 @@ EVAL_SETTINGS = ("backend", "dtype", "batch_size", "max_new_tokens", "temperatur
 
 
 def eval_params():
-    return json.dumps({"eval": {k: EVAL[k] for k in EVAL_SETTINGS}, "seed": config["seed"]}, sort_keys=True)
+    return json.dumps({"eval": {k: EVAL[k] for k in EVAL_SETTINGS}, "seed": config["seed"], "chat": config["chat"],
+                       "vllm": config["vllm"]}, sort_keys=True)
 
 
 def data_spec(task):

@@ -8,7 +8,7 @@ rule sft:
     output:
         directory(f"{RUN}/sft/adapter"),
     params:
-        cfg=sections("sft", "seed"),
+        cfg=sections("sft", "seed", "chat"),
         checkpoints=f"{RUN}/sft/checkpoints",
     log:
         log("sft"),
@@ -29,7 +29,7 @@ rule merge_sft:
     output:
         directory(f"{RUN}/sft/merged"),
     params:
-        cfg=sections("merge"),
+        cfg=sections("merge", "chat"),
     log:
         log("merge_sft"),
     benchmark:
