@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from compass.answers import sandbox  # noqa: E402
 from compass.eval import grade  # noqa: E402
 
 SHARED = Path(os.environ.get("COMPASS_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     print(
         f"graded {summary['n']} outputs in {dt:.2f} s on one core: {summary['n'] / dt:,.0f} outputs/s "
         f"(accuracy {summary['accuracy']:.3f}, well-formed {summary['well_formed_rate']:.3f}, "
-        f"math-verify calls {grade._mv_stats['calls']})"
+        f"math-verify calls {sandbox.stats['calls']})"
     )
     print("forms:", json.dumps(summary["forms"]))
     return 0

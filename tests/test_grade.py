@@ -13,8 +13,9 @@ import time
 import pytest
 
 from compass import cli
+from compass.answers import extract_answer, grade_one, is_correct, normalize_gold, parse_number, sandbox
 from compass.eval import grade
-from compass.eval.grade import extract_answer, grade_one, grade_rows, is_correct, normalize_gold, parse_number
+from compass.eval.grade import grade_rows
 from conftest import shared_file
 
 
@@ -479,8 +480,8 @@ NEEDS_MATH_VERIFY = (xml("", "\\sqrt{200}"), "10\\sqrt{2}")
 
 def test_math_verify_in_a_thread():
     """math-verify's own signal.alarm timeouts raise ValueError outside the main thread."""
-    grade._math_verify_equal.cache_clear()
-    grade._mv_parse.cache_clear()
+    sandbox.equal.cache_clear()
+    sandbox._parse.cache_clear()
     results = []
     t = threading.Thread(target=lambda: results.append(is_correct(xml("", "\\frac{20}{\\sqrt{2}}"), "10\\sqrt{2}")))
     t.start()
@@ -493,8 +494,8 @@ def _grade_in_worker(args):
 
 
 def test_math_verify_in_a_worker_process():
-    grade._math_verify_equal.cache_clear()
-    grade._mv_parse.cache_clear()
+    sandbox.equal.cache_clear()
+    sandbox._parse.cache_clear()
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(1) as pool:
         assert pool.map(_grade_in_worker, [NEEDS_MATH_VERIFY, (xml("", "\\sqrt{2}"), "10\\sqrt{2}")]) == [True, False]
@@ -503,8 +504,8 @@ def test_math_verify_in_a_worker_process():
 def test_deadline_interrupts_and_restores():
     before = signal.getsignal(signal.SIGALRM)
     t0 = time.perf_counter()
-    with pytest.raises(grade._Deadline):
-        with grade._deadline(0.2):
+    with pytest.raises(sandbox.Deadline):
+        with sandbox.deadline(0.2):
             while True:
                 pass
     assert time.perf_counter() - t0 < 2
@@ -521,7 +522,7 @@ def test_a_timer_armed_by_the_caller_is_left_alone():
     previous = signal.signal(signal.SIGALRM, handler)
     try:
         signal.setitimer(signal.ITIMER_REAL, 30)
-        grade._math_verify_equal.cache_clear()
+        sandbox.equal.cache_clear()
         assert is_correct(xml("", "\\frac{20}{\\sqrt{2}}"), "10\\sqrt{2}")
         assert signal.getitimer(signal.ITIMER_REAL)[0] > 20  # still armed, not cancelled
         assert signal.getsignal(signal.SIGALRM) is handler
@@ -536,13 +537,13 @@ def test_math_verify_timeout_is_a_non_match(monkeypatch):
         while True:
             pass
 
-    monkeypatch.setattr(grade, "MATH_VERIFY_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(grade, "_mv_parse", slow)
-    grade._math_verify_equal.cache_clear()
+    monkeypatch.setattr(sandbox, "TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sandbox, "_parse", slow)
+    sandbox.equal.cache_clear()
     t0 = time.perf_counter()
     assert not is_correct(xml("", "\\sqrt{7}"), "\\sqrt{7} + 0")
     assert time.perf_counter() - t0 < 3
-    grade._math_verify_equal.cache_clear()
+    sandbox.equal.cache_clear()
 
 
 @pytest.mark.parametrize("boxed", ["2^{2^{2^{100}}}", "10^{1000000}", "100000!", "x" * 5000])

@@ -6,10 +6,12 @@ A row is ``{"id", "source", "lang", "problem", "answer", "solution"}``:
   read from (before sampling), so an id is stable for a given file whatever the sample;
 * ``lang``: the source's language (``ja`` for MGSM-ja, ``en`` for every other source);
 * ``answer``: the gold final answer, normalised: GSM8K's ``#### 1,000`` -> ``1000``; AQuA-RAT ->
-  the option letter; MATH, NuminaMath-CoT -> the content of the last ``\\boxed{}`` of the solution;
+  the option letter; MATH, NuminaMath-CoT -> the last ``\\boxed{}`` of the solution (boxes side by side:
+  all of them, comma-separated);
   OpenR1-Math, OpenMathReasoning -> their answer column. Orca Math and MathInstruct have no answer
-  column: their answer is *extracted* from the worked solution (last ``\\boxed{}``, else
-  "The answer is X", else the last number) and is ``""`` when nothing can be extracted
+  column: their answer is *extracted* from the worked solution by the answer layer
+  (`compass.answers`: the last ``\\boxed{}``, else "The answer is X", else the last value) and is
+  ``""`` when nothing can be extracted
   (MathInstruct's program-of-thought rows, whose output is Python code);
 * ``solution``: the worked solution in plain text, or None where the dataset has none (MGSM test
   items) or it is not text (MathInstruct PoT rows). GSM8K's ``<<48/2=24>>`` calculator
@@ -50,7 +52,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from compass.io import CompassError, iter_jsonl
-from compass.trace_format import find_boxed
+from compass.answers import boxed_answer, choice_letter, extract_answer
 
 # ---------------------------------------------------------------------------------------------
 # The seed table.
@@ -108,9 +110,6 @@ _EVAL_SPLITS = {source: split for source, _, _, split in EVAL_SETS.values()}
 # Text helpers.
 
 _CALC = re.compile(r"<<[^<>]*>>")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-_ANSWER_IS = re.compile(r"(?:final\s+)?answer\s*(?:is|:)\s*:?\s*(.+)", re.IGNORECASE)
-_OPTION = re.compile(r"^\(?([A-Ea-e])\)?(?:[.:)]|\s|$)")
 
 
 def clean_number(x) -> str:
@@ -128,37 +127,15 @@ def clean_number(x) -> str:
     return s
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced; None if none."""
-    if not text:
-        return None
-    t = text.replace("\\fbox{", "\\boxed{")
-    span = find_boxed(t)
-    if span is not None:
-        return t[span[0] : span[1]].strip()
-    m = list(re.finditer(r"\\boxed\s+([^\s$]+)", t))
-    return m[-1].group(1) if m else None
-
-
-def extract_answer(text: str) -> str:
-    """Best-effort gold answer from a worked solution without an answer column: the last
-    ``\\boxed{}``, else the last "The answer is X" / "Answer: X", else the last number; '' if none."""
-    if not text:
+def solution_answer(text: str) -> str:
+    """The gold answer of a worked solution without an answer column (the answer layer's
+    extraction: the last box group, else a stated answer, else the last value): a choice letter
+    as the letter, a number cleaned (`clean_number`); '' when nothing can be extracted."""
+    got = extract_answer(text) if text else None
+    if got is None or got.form == "last_number_words":  # "A triangle has three sides.": no stated value
         return ""
-    b = last_boxed(text)
-    if b is not None:
-        return clean_number(b)
-    m = list(_ANSWER_IS.finditer(text))
-    if m:
-        ans = m[-1].group(1).strip().splitlines()[0].strip().rstrip(".").strip().strip("$").strip()
-        ans = re.sub(r"^option\s+", "", ans, flags=re.IGNORECASE)
-        opt = _OPTION.match(ans)
-        if opt and len(ans) <= 4:
-            return opt.group(1).upper()
-        if ans:
-            return clean_number(ans)
-    nums = _NUMBER.findall(text)
-    return clean_number(nums[-1]) if nums else ""
+    letter = choice_letter(got)
+    return letter if letter is not None and len(got) <= 12 else clean_number(got)
 
 
 def _text(x) -> str:
@@ -180,7 +157,7 @@ def _gsm8k(r: dict) -> dict:
 def _math(r: dict) -> dict:
     solution = _text(r.get("solution"))
     answer = r.get("answer")
-    answer = _text(answer) if answer not in (None, "") else (last_boxed(solution) or "")
+    answer = _text(answer) if answer not in (None, "") else (boxed_answer(solution) or "")
     return {"problem": _text(r.get("problem")), "answer": answer, "solution": solution or None}
 
 
@@ -217,7 +194,7 @@ def _mathinstruct(r: dict) -> dict:
     output = _text(r.get("output"))
     if "PoT" in _text(r.get("source")):  # program of thought: the output is Python code
         return {"problem": _text(r.get("instruction")), "answer": "", "solution": None}
-    return {"problem": _text(r.get("instruction")), "answer": extract_answer(output), "solution": output or None}
+    return {"problem": _text(r.get("instruction")), "answer": solution_answer(output), "solution": output or None}
 
 
 def _mgsm(r: dict) -> dict:
@@ -227,18 +204,18 @@ def _mgsm(r: dict) -> dict:
 
 def _openr1(r: dict) -> dict:
     solution = _text(r.get("solution"))
-    answer = _text(r.get("answer")) or last_boxed(solution) or ""
+    answer = _text(r.get("answer")) or boxed_answer(solution) or ""
     return {"problem": _text(r.get("problem")), "answer": answer, "solution": solution or None}
 
 
 def _orca(r: dict) -> dict:
     solution = _text(r.get("answer"))
-    return {"problem": _text(r.get("question")), "answer": extract_answer(solution), "solution": solution or None}
+    return {"problem": _text(r.get("question")), "answer": solution_answer(solution), "solution": solution or None}
 
 
 def _numina(r: dict) -> dict:
     solution = _text(r.get("solution"))
-    return {"problem": _text(r.get("problem")), "answer": last_boxed(solution) or "", "solution": solution or None}
+    return {"problem": _text(r.get("problem")), "answer": boxed_answer(solution) or "", "solution": solution or None}
 
 
 def _omr(r: dict) -> dict:

@@ -29,7 +29,6 @@ import multiprocessing
 import operator
 import os
 import random
-import re
 import shutil
 import struct
 import sys
@@ -41,9 +40,10 @@ from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
+from compass import trace_format
 from compass.io import CompassError, JsonlError, atomic_output, iter_jsonl, write_json
-from compass.pairs.corrupt import CORRUPTIONS, STRATEGIES, Location, locate
-from compass.trace_format import TAGS, check_response, detect_lang, extract_boxed, find_boxed, prompt_messages
+from compass.pairs.corrupt import CORRUPTIONS, STRATEGIES
+from compass.trace_format import Sections, detect_lang, last_boxed, locate, prompt_messages
 
 REQUIRED = ("id", "problem", "response")
 ON_POLICY = "on_policy"
@@ -236,32 +236,6 @@ def check_row(row) -> str | None:
     return None
 
 
-_TAG_RE = re.compile("</?(?:" + "|".join(TAGS) + ")>")
-_TAG_SEQUENCE = [tag for t in TAGS for tag in (f"<{t}>", f"</{t}>")]
-
-
-def well_formed(text: str) -> bool:
-    """`check_response(text) is None`, with str.count/find instead of regexes (several times
-    faster on a typical trace; tests/test_pairs.py checks that both agree)."""
-    return well_formed_location(text) is not None
-
-
-def well_formed_location(text: str) -> Location | None:
-    """The Location (as `corrupt.locate` gives it) of a well-formed response, else None.
-
-    check_response's conditions (each tag exactly once, each section closed before the next one
-    opens) amount to: the tags, in text order, are exactly <Problem> </Problem> <Thinking>
-    </Thinking> <Answer> </Answer> (tags cannot overlap); plus a non-empty \\boxed{} inside <Answer>."""
-    tags = [m.span() for m in _TAG_RE.finditer(text)]
-    if len(tags) != 6 or [text[a:b] for a, b in tags] != _TAG_SEQUENCE:
-        return None
-    a0, a1 = tags[4][1], tags[5][0]
-    boxed = find_boxed(text[a0:a1])
-    if boxed is None or not text[a0 + boxed[0] : a0 + boxed[1]].strip():
-        return None
-    return Location((tags[2][1], tags[3][0]), (a0 + boxed[0], a0 + boxed[1]))
-
-
 class _Weights(tuple):
     """The strategy weights, (name, weight) pairs in STRATEGIES order, with the table of the first
     draw precomputed (the same draw `_draw` makes over the positive weights)."""
@@ -293,7 +267,7 @@ def _draw(rng: random.Random, weights: Mapping[str, float]) -> str:
     return next(reversed(weights))  # float round-off
 
 
-def corrupt(response: str, rng: random.Random, weights: Iterable[tuple[str, float]], loc: Location | None = None,
+def corrupt(response: str, rng: random.Random, weights: Iterable[tuple[str, float]], loc: Sections | None = None,
             ) -> tuple[str | None, str | None, str]:
     """(rejected, strategy used, strategy first drawn). A drawn strategy that cannot apply falls back
     to another one with a positive weight, drawn again among those left; (None, None, drawn) when none
@@ -322,7 +296,7 @@ def gold_answer(row: dict) -> str | None:
     """The row's gold answer: its `answer` field, else the boxed answer of its response."""
     gold = row.get("answer")
     if gold is None or not str(gold).strip():
-        gold = extract_boxed(row["response"])
+        gold = last_boxed(row["response"])
     return gold if gold and gold.strip() else None
 
 
@@ -369,8 +343,7 @@ def pair_parts(row: dict, settings: Settings, counts: Counter) -> tuple[str, str
     response = row["response"]
     loc = None
     if settings.require_tags:
-        loc = well_formed_location(response)
-        reason = None if loc is not None else check_response(response)
+        loc, reason = trace_format.parse(response)
         if reason is not None:
             counts[f"dropped:malformed:{reason}"] += 1
             return None
@@ -812,7 +785,7 @@ def main(args, cfg) -> None:
     extra = None
     if args.samples is not None:
         samples, sample_errors = load_samples(args.samples, on_bad_line=pcfg["on_bad_line"])
-        from compass.eval.grade import is_correct  # noqa: F811 (only on-policy mode needs the grader)
+        from compass.answers import is_correct  # noqa: F811 (only on-policy mode needs the grader)
 
         if sample_errors:
             extra = {"bad_sample_lines": [str(e) for e in sample_errors[:MAX_ERRORS_IN_STATS]]}

@@ -12,54 +12,19 @@ response, or None when it cannot apply. Only the part a strategy owns is touched
   base-n numeral within its base), a multiple-choice letter becomes another letter, a word answer
   becomes its opposite (even/odd, east/west, sin/cos, ...), or a binary +/- is flipped.
 
-Sections are located leniently (first ``<Thinking>`` … following ``</Thinking>``; the last balanced
-``\\boxed{}`` inside ``<Answer>``), which for a well-formed response (see
-`compass.trace_format.check_response`) gives exactly the spans of `parse_sections`, and still lets
-the corruptions apply to responses that are not well formed.
+Sections come from the trace format's one parser (`compass.trace_format.locate`: the spans of a
+well-formed response, found leniently in one that is not, so that the corruptions still apply).
 """
 
 from __future__ import annotations
 
 import random
 import re
-from typing import Callable, NamedTuple
+from typing import Callable
 
-from compass.trace_format import find_boxed
+from compass.trace_format import Sections, locate
 
 STRATEGIES = ("omit_thinking", "tamper_thinking_numbers", "tamper_answer")
-
-# ---------------------------------------------------------------------------------------------
-# Locating the sections
-# ---------------------------------------------------------------------------------------------
-
-
-class Location(NamedTuple):
-    thinking: tuple[int, int] | None  # span of the <Thinking> content
-    boxed: tuple[int, int] | None  # span of the answer's \boxed{} content
-
-
-def locate(response: str) -> Location:
-    thinking = None
-    t0 = response.find("<Thinking>")
-    if t0 != -1:
-        t0 += len("<Thinking>")
-        t1 = response.find("</Thinking>", t0)
-        if t1 != -1:
-            thinking = (t0, t1)
-    a0 = response.find("<Answer>", thinking[1] if thinking else 0)
-    if a0 == -1:
-        a0 = response.find("<Answer>")
-    if a0 != -1:
-        a0 += len("<Answer>")
-        a1 = response.find("</Answer>", a0)
-        if a1 == -1:
-            a1 = len(response)
-    else:  # no <Answer>: the last \boxed{} after the thinking (or anywhere)
-        a0, a1 = (thinking[1] if thinking else 0), len(response)
-    span = find_boxed(response[a0:a1])
-    boxed = None if span is None else (a0 + span[0], a0 + span[1])
-    return Location(thinking, boxed)
-
 
 # ---------------------------------------------------------------------------------------------
 # Numbers in their written form
@@ -133,7 +98,7 @@ _MARK_RE = re.compile(_DECIMAL)
 # ---------------------------------------------------------------------------------------------
 
 
-def omit_thinking(response: str, rng: random.Random, loc: Location | None = None) -> str | None:
+def omit_thinking(response: str, rng: random.Random, loc: Sections | None = None) -> str | None:
     """The thinking removed, tags kept: None when there is no (non-blank) thinking."""
     loc = loc or locate(response)
     if loc.thinking is None:
@@ -144,7 +109,7 @@ def omit_thinking(response: str, rng: random.Random, loc: Location | None = None
     return response[:t0] + response[t1:]
 
 
-def tamper_thinking_numbers(response: str, rng: random.Random, loc: Location | None = None, max_changes: int = 3) -> str | None:
+def tamper_thinking_numbers(response: str, rng: random.Random, loc: Sections | None = None, max_changes: int = 3) -> str | None:
     """One to `max_changes` numbers of the thinking changed in place; None when it has no number.
 
     The numbers are found from random offsets (the next number after each), so a long thinking
@@ -262,7 +227,7 @@ def tamper_boxed(box: str, rng: random.Random) -> str | None:
     return None
 
 
-def tamper_answer(response: str, rng: random.Random, loc: Location | None = None) -> str | None:
+def tamper_answer(response: str, rng: random.Random, loc: Sections | None = None) -> str | None:
     """The boxed answer changed to a different value of the same kind, the reasoning kept."""
     loc = loc or locate(response)
     if loc.boxed is None:
