@@ -6,7 +6,7 @@
 Works for a causal LM and for a LLaVA-OneVision VLM checkpoint. By task kind (compass.eval.tasks):
 
 * ``math``: batched generation with the reasoning system prompt (greedy, seeded; `hf` backend via
-  compass.generation or `vllm`), graded with compass.eval.grade; accuracy and the well-formed-XML
+  compass.generation or `vllm`), graded with compass.answers; accuracy and the well-formed-XML
   rate are reported separately. Prompt variant ``step_by_step`` (an ablation) appends "Let's think
   step by step." (ステップバイステップで考えましょう。 for Japanese problems) to the problem.
 * ``mc``: log-likelihood multiple choice on lm-evaluation-harness (compass.eval.fin_harness).
@@ -136,7 +136,7 @@ def evaluate_task(model_path, task: str, rows: list[dict], cfg: dict, variant: s
     sampling = Sampling(max_new_tokens=ecfg["max_new_tokens"], temperature=ecfg["temperature"], top_p=ecfg["top_p"], seed=seed)
     t0 = time.perf_counter()
     if kind == "math":
-        from compass.eval.grade import is_correct
+        from compass.answers import is_correct
 
         convs = [math_messages(r, variant) for r in rows]
     else:

@@ -172,7 +172,7 @@ def add_arguments(p) -> None:
 
 
 def main(args, cfg) -> None:
-    from compass.eval.grade import is_correct
+    from compass.answers import is_correct
 
     tcfg = dict(cfg["teacher"])
     if args.backend:
