@@ -18,6 +18,7 @@ from pathlib import Path
 from compass.io import CompassError, atomic_output
 from compass.models.checkpoint import (VLM_TYPES, compare_frozen, compare_tensors, frozen_tensors, iter_tensors,
                                        save_vlm, vlm_tensor_name)
+from compass.models.vlm import load_vlm, put_llm
 
 # LLaVA training's projector (`mm_projector_type: mlp2x_gelu`) -> LLaVA-OneVision's.
 PROJECTOR_KEYS = {
@@ -78,6 +79,11 @@ def projector_tensors(path) -> dict:
         raise CompassError(f"phase1.parts.projector: {path} is not a PyTorch (.bin) or safetensors weights file ({type(e).__name__})") from None
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CompassError(f"phase1.parts.projector: {path} does not hold a name -> tensor mapping")
+    return llava_projector(raw, path)
+
+
+def llava_projector(raw: dict, path) -> dict:
+    """LLaVA training's projector tensors under LLaVA-OneVision's names (works on meta tensors)."""
     found = {k.removeprefix("model."): v for k, v in raw.items()}
     if set(PROJECTOR_KEYS) - set(found) or set(found) - set(PROJECTOR_KEYS) - {NEWLINE_KEY}:
         raise CompassError(
@@ -169,8 +175,29 @@ def image_processor(vision_path: Path, vcfg):
     if pre.is_file():
         data = json.loads(pre.read_text())
         norm = {k: data.get(k, v) for k, v in norm.items()}
-    pinpoints = [[i * size, j * size] for i in range(1, MAX_TILES + 1) for j in range(1, MAX_TILES + 1)]
-    return LlavaOnevisionImageProcessor(size={"height": size, "width": size}, image_grid_pinpoints=pinpoints, **norm), pinpoints
+    return LlavaOnevisionImageProcessor(size={"height": size, "width": size}, image_grid_pinpoints=anyres_pinpoints(size), **norm)
+
+
+def anyres_pinpoints(size: int) -> list[list[int]]:
+    return [[i * size, j * size] for i in range(1, MAX_TILES + 1) for j in range(1, MAX_TILES + 1)]
+
+
+def llava_config(vcfg, tcfg, image_token_id: int, video_token_id: int | None, vision_feature_layer: int):
+    """LLaVA-OneVision's config over the vision tower's and the LLM's."""
+    from transformers import LlavaOnevisionConfig
+
+    return LlavaOnevisionConfig(
+        vision_config=vcfg,
+        text_config=tcfg,
+        image_token_id=image_token_id,
+        # Without a video token, videos share the image token: images work, videos are not supported.
+        video_token_id=image_token_id if video_token_id is None else video_token_id,
+        vision_feature_select_strategy="full",  # SigLIP has no CLS token to drop
+        vision_feature_layer=vision_feature_layer,
+        image_grid_pinpoints=anyres_pinpoints(vcfg.image_size),
+        projector_hidden_act="gelu",  # LLaVA's mlp2x_gelu: nn.GELU()
+        tie_word_embeddings=tcfg.tie_word_embeddings,
+    )
 
 
 def vlm_from_parts(vision, projector: dict, llm, vlm_config):
@@ -179,24 +206,22 @@ def vlm_from_parts(vision, projector: dict, llm, vlm_config):
     import torch
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    dtype = llm.model.embed_tokens.weight.dtype
+    dtype = llm.get_input_embeddings().weight.dtype
     with torch.device("meta"):
         vlm = LlavaOnevisionForConditionalGeneration(vlm_config).to(dtype)
     vlm.model.vision_tower.load_state_dict({k: v.to(dtype) for k, v in vision.state_dict().items()}, assign=True, strict=True)
     proj = {k: v.to(dtype) for k, v in projector.items() if k != NEWLINE_KEY}
     vlm.model.multi_modal_projector.load_state_dict(proj, assign=True, strict=True)
     newline = projector.get(NEWLINE_KEY)
-    newline = torch.zeros(vlm_config.text_config.hidden_size, dtype=dtype, device=llm.lm_head.weight.device) if newline is None else newline
+    newline = torch.zeros(vlm_config.text_config.hidden_size, dtype=dtype, device=llm.get_input_embeddings().weight.device) if newline is None else newline
     vlm.model.image_newline = torch.nn.Parameter(newline.to(dtype), requires_grad=False)
-    vlm.model.language_model.load_state_dict(llm.model.state_dict(), assign=True, strict=True)
-    vlm.lm_head.load_state_dict(llm.lm_head.state_dict(), assign=True, strict=True)
+    put_llm(vlm, llm)
     return vlm
 
 
 def assemble_parts(parts: dict, out_dir) -> int:
     import torch
-    from transformers import (AutoModelForCausalLM, LlavaOnevisionConfig, LlavaOnevisionProcessor,
-                              LlavaOnevisionVideoProcessor, SiglipVisionModel)
+    from transformers import AutoModelForCausalLM, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor, SiglipVisionModel
 
     vision_path = resolve(parts["vision_tower"], "phase1.parts.vision_tower")
     llm_path = resolve(parts["llm"], "phase1.parts.llm")
@@ -216,20 +241,9 @@ def assemble_parts(parts: dict, out_dir) -> int:
     if info["missing_keys"]:
         raise CompassError(f"phase1.parts.vision_tower: {parts['vision_tower']} has no weights for "
                            f"{sorted(info['missing_keys'])[:3]}; expected a SigLIP vision tower checkpoint")
-    images, pinpoints = image_processor(vision_path, vcfg)
-    image_id = tok.convert_tokens_to_ids(image_token)
-    config = LlavaOnevisionConfig(
-        vision_config=vcfg,
-        text_config=llm.config,
-        image_token_id=image_id,
-        # Without a video token, videos share the image token: images work, videos are not supported.
-        video_token_id=tok.convert_tokens_to_ids(video_token) if video_token else image_id,
-        vision_feature_select_strategy="full",  # SigLIP has no CLS token to drop
-        vision_feature_layer=parts["vision_feature_layer"],
-        image_grid_pinpoints=pinpoints,
-        projector_hidden_act="gelu",
-        tie_word_embeddings=llm.config.tie_word_embeddings,
-    )
+    images = image_processor(vision_path, vcfg)
+    video_id = tok.convert_tokens_to_ids(video_token) if video_token else None
+    config = llava_config(vcfg, llm.config, tok.convert_tokens_to_ids(image_token), video_id, parts["vision_feature_layer"])
     vlm = vlm_from_parts(vision, projector, llm, config).eval()
     vlm.generation_config = llm.generation_config
     size = vcfg.image_size
@@ -269,8 +283,6 @@ def assemble_parts(parts: dict, out_dir) -> int:
 def assemble_hub(hf_id: str, out_dir) -> int:
     """A Hub LLaVA-OneVision checkpoint, rewritten by save_vlm (checked, names vLLM loads)."""
     from transformers import AutoProcessor
-
-    from compass.models.vlm import load_vlm
 
     path = resolve(hf_id, "phase1.hf_id")
     kind = _config(path, "phase1.hf_id").model_type

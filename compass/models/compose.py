@@ -12,7 +12,7 @@ from pathlib import Path
 
 from compass.io import CompassError, atomic_output
 from compass.models.checkpoint import compare_frozen, save_vlm
-from compass.models.vlm import load_vlm
+from compass.models.vlm import load_vlm, put_llm
 
 _SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
 
@@ -23,14 +23,6 @@ def check_llm_fits(llm_config, text_config, llm_dir) -> None:
             raise CompassError(
                 f"{llm_dir}: {key}={getattr(llm_config, key, None)} does not match Phase 1's text model ({getattr(text_config, key, None)})"
             )
-
-
-def put_llm(vlm, llm):
-    """The VLM with its language model and lm_head replaced by the causal LM's tensors (assign=True:
-    no copies; works on meta tensors). The vision tower and projector are left as they are."""
-    vlm.model.language_model.load_state_dict(llm.model.state_dict(), assign=True, strict=True)
-    vlm.lm_head.load_state_dict(llm.lm_head.state_dict(), assign=True, strict=True)
-    return vlm
 
 
 def compose(phase1_dir, llm_dir, out_dir) -> int:

@@ -2,7 +2,8 @@
 
 SFT and DPO train the LLM alone (the vision tower and projector stay frozen and untouched); this
 writes it as a plain causal-LM checkpoint (`LlamaForCausalLM` for llm-jp-4) with the Phase 1
-tokenizer and chat template, so TRL and PEFT see an ordinary language model.
+tokenizer and chat template, so TRL and PEFT see an ordinary language model. The tensor mapping
+both ways (llm_from_vlm, put_llm) lives here; compose and assemble-phase1 put an LLM back with it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ def load_vlm(path, dtype="auto"):
     return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
 
 
-def llm_state_dict(vlm) -> dict:
-    """The VLM's language-model tensors under the causal LM's names (`model.*`, `lm_head.*`)."""
-    state = {f"model.{k}": v for k, v in vlm.model.language_model.state_dict().items()}
+def llm_state_dict(vlm, base_prefix: str = "model") -> dict:
+    """The VLM's language-model tensors under the causal LM's names (`model.*`, `lm_head.*` for Llama)."""
+    state = {f"{base_prefix}.{k}": v for k, v in vlm.model.language_model.state_dict().items()}
     state.update({f"lm_head.{k}": v for k, v in vlm.lm_head.state_dict().items()})
     return state
 
@@ -38,9 +39,17 @@ def llm_from_vlm(vlm):
     dtype = vlm.model.language_model.embed_tokens.weight.dtype
     with torch.device("meta"):
         llm = AutoModelForCausalLM.from_config(vlm.config.text_config, dtype=dtype)
-    llm.load_state_dict(llm_state_dict(vlm), assign=True, strict=True)
+    llm.load_state_dict(llm_state_dict(vlm, llm.base_model_prefix), assign=True, strict=True)
     llm.generation_config = vlm.generation_config
     return llm
+
+
+def put_llm(vlm, llm):
+    """The VLM with its language model and lm_head replaced by the causal LM's tensors (assign=True:
+    no copies; works on meta tensors). The vision tower and projector are left as they are."""
+    vlm.model.language_model.load_state_dict(llm.base_model.state_dict(), assign=True, strict=True)
+    vlm.lm_head.load_state_dict(llm.get_output_embeddings().state_dict(), assign=True, strict=True)
+    return vlm
 
 
 def extract_llm(vlm_dir, out_dir) -> None:
