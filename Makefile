@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: setup demo final_vlm test test-fast clean images slurm-up test-slurm
+.PHONY: setup demo final_vlm rehearsal test test-fast clean images slurm-up test-slurm
 
 # One environment: the pinned stack, then vLLM's CPU build beside it (requirements-vllm.lock, --no-deps:
 # its metadata pins another torch; docs/vllm.md says why one environment and what was checked).
@@ -25,6 +25,13 @@ demo: setup
 
 final_vlm: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) final_vlm
+
+# The production rehearsal (README): config/phase2.yaml's stages, backends and features at CPU sizes, with
+# the real llm-jp-4 tokenizer and the real vLLM engine. Its teacher is the demo's SFT model, built first.
+rehearsal: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) results/demo/sft/merged
+	$(BIN)/python -m tests.upstream_fixtures results/rehearsal-data
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) all --configfile config/rehearsal.yaml
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra tests

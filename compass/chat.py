@@ -49,11 +49,8 @@ def template_kwargs(chat_cfg: dict) -> dict:
     return kwargs
 
 
-def _clock(day: str):
-    def strftime_now(fmt: str) -> str:
-        return date.fromisoformat(day).strftime(fmt)
-
-    return strftime_now
+# How templates write the day (`strftime_now(FORMAT)`): ISO, Llama 3's, US, Japanese.
+DATE_FORMATS = ("%Y-%m-%d", "%d %b %Y", "%B %d, %Y", "%Y/%m/%d", "%Y年%m月%d日")
 
 
 def render(tokenizer, messages: list[dict], chat_cfg: dict, *, add_generation_prompt: bool = True, **extra) -> str:
@@ -62,15 +59,19 @@ def render(tokenizer, messages: list[dict], chat_cfg: dict, *, add_generation_pr
                                          **template_kwargs(chat_cfg), **extra)
 
 
-def check_pinned(tokenizer, chat_cfg: dict, probe: list[dict] | None = None) -> None:
-    """Refuse a template whose output still depends on the day it runs: render a probe conversation
-    on two different days (the template's `strftime_now`) with the pinned arguments; they must agree."""
-    if not getattr(tokenizer, "chat_template", None):
+def check_pinned(tokenizer, chat_cfg: dict, probe: list[dict] | None = None, today: date | None = None) -> None:
+    """Refuse a template whose output still depends on the day it runs: one that calls `strftime_now`
+    and, with the pinned arguments, still writes today's date into a probe conversation."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
         raise CompassError("the tokenizer has no chat template (the stages render every prompt with it)")
+    if "strftime_now" not in template:
+        return
     probe = probe or [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
-    days = [render(tokenizer, probe, chat_cfg, strftime_now=_clock(d)) for d in ("2001-02-03", "2031-12-30")]
-    if days[0] != days[1]:
-        names = sorted(_undeclared(tokenizer.chat_template))
+    text = render(tokenizer, probe, chat_cfg)
+    today = today or date.today()
+    if any(today.strftime(f) in text for f in DATE_FORMATS):
+        names = sorted(_undeclared(template))
         raise CompassError(
             "chat.template_kwargs: the chat template writes the current date (strftime_now), so prompts would "
             "change from day to day; pin it with the argument the template reads instead "

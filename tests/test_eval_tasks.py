@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 from conftest import shared_file
+from upstream_fixtures import CHABSA_REPORT, edinet_rows
 
 from compass.eval import tasks
 from compass.io import CompassError, read_jsonl
@@ -86,19 +87,6 @@ def test_cpa_audit_xlsx_written_here(tmp_path):
                     "choices": {"id": [0, 1, 2, 3, 4, 5], "text": combos}, "answer": 2}]
 
 
-CHABSA_REPORT = {
-    "header": {"document_id": "E00001", "document_name": "有価証券報告書"},
-    "sentences": [
-        {"sentence_id": 0, "sentence": "売上高は増加しました。",
-         "opinions": [{"target": "売上高", "category": "sales#amount", "polarity": "positive", "from": 0, "to": 3}]},
-        {"sentence_id": 1, "sentence": "営業利益は減少し、費用は横ばいでした。",
-         "opinions": [{"target": "営業利益", "category": "profit#amount", "polarity": "negative", "from": 0, "to": 4},
-                      {"target": "費用", "category": "cost#amount", "polarity": "neutral", "from": 9, "to": 11}]},
-        {"sentence_id": 2, "sentence": "当社の概要。", "opinions": []},
-    ],
-}
-
-
 def test_chabsa_from_its_release_directory(tmp_path):
     d = tmp_path / "chABSA-dataset"
     d.mkdir()
@@ -114,28 +102,6 @@ def test_chabsa_from_flat_rows(tmp_path):
     path = tmp_path / "chabsa.jsonl"
     path.write_text('{"sentence": "s", "target": "t", "polarity": "negative"}\n', encoding="utf-8")
     assert tasks.load_task("chabsa", {"path": str(path)}) == [{"id": 0, "sentence": "s", "target": "t", "polarity": "negative"}]
-
-
-def edinet_rows(task: str, n: int = 4) -> list[dict]:
-    """Rows in EDINET-Bench's columns (the Hub dataset card's features)."""
-    rows = []
-    for i in range(n):
-        row = {
-            "meta": json.dumps({"会社名": f"テスト{i}株式会社", "EDINETコード": f"E{i:05d}"}, ensure_ascii=False),
-            "summary": json.dumps({"売上高": {"Prior1Year": "100", "CurrentYear": str(100 + i)}}, ensure_ascii=False),
-            "bs": json.dumps({"現金及び預金": {"CurrentYear": "10"}}, ensure_ascii=False),
-            "pl": json.dumps({"営業利益": {"CurrentYear": "5"}}, ensure_ascii=False),
-            "cf": json.dumps({"当期利益": {"CurrentYear": "3"}}, ensure_ascii=False),
-            "text": "事業の状況 " * 20, "edinet_code": f"E{i:05d}", "doc_id": f"S100{i:04d}",
-        }
-        if task == "fraud_detection":
-            row.update(label=i % 2, explanation="", ammended_doc_id="", file_path="")
-        elif task == "earnings_forecast":
-            row.update(label=(i + 1) % 2, naive_prediction=1, previous_year_file_path="", current_year_file_path="")
-        else:
-            row.update(industry=["銀行", "小売", "機械", "不動産"][i % 4], file_path="")
-        rows.append(row)
-    return rows
 
 
 @pytest.mark.parametrize("task", ["fraud_detection", "earnings_forecast", "industry_prediction"])
