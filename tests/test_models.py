@@ -143,13 +143,17 @@ def test_vlm_tensor_name_maps_every_form_to_the_vllm_one():
         assert vlm_tensor_name(written) == written  # the written form is a fixed point
 
 
-def _image_inputs(processor, text="How many apples are there?"):
+def _image_prompt(processor, text="How many apples are there?"):
     import numpy as np
     from PIL import Image
 
     image = Image.fromarray((np.random.default_rng(0).random((48, 64, 3)) * 255).astype("uint8"))
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    return image, processor.apply_chat_template(messages, add_generation_prompt=True)
+
+
+def _image_inputs(processor):
+    image, prompt = _image_prompt(processor)
     return processor(images=image, text=prompt, return_tensors="pt")
 
 
@@ -189,3 +193,25 @@ def test_compare_frozen_reads_any_naming(phase1_dir, tmp_path):
     plain = [name for name, _ in iter_tensors(tmp_path / "plain")]
     assert not any(name.startswith("vision_tower.vision_model.") for name in plain)  # what vLLM refuses
     assert compare_frozen(tmp_path / "plain", phase1_dir) == compare_frozen(phase1_dir, phase1_dir) > 10
+
+
+def test_composed_vlm_answers_in_vllm_as_in_transformers(phase1_dir, phase1_llm, tmp_path, monkeypatch):
+    """What compass publishes serves as is: vLLM loads the final VLM and, greedy, gives transformers' tokens."""
+    pytest.importorskip("vllm")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from vllm import LLM, SamplingParams
+
+    from compass.models.compose import compose
+
+    compose(phase1_dir, phase1_llm, tmp_path / "vlm")
+    processor = AutoProcessor.from_pretrained(tmp_path / "vlm")
+    image, prompt = _image_prompt(processor)
+    inputs = processor(images=image, text=prompt, return_tensors="pt")
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "vlm").eval()
+    expected = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs["input_ids"].shape[1]:].tolist()
+    # (an image-only model: no video to profile for)
+    engine = LLM(str(tmp_path / "vlm"), dtype="float32", enforce_eager=True, kv_cache_memory_bytes=64 << 20,
+                 limit_mm_per_prompt={"image": 1, "video": 0})
+    out = engine.generate({"prompt": prompt, "multi_modal_data": {"image": image}}, SamplingParams(temperature=0, max_tokens=8))
+    assert list(out[0].outputs[0].token_ids) == expected
