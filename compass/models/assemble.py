@@ -219,8 +219,21 @@ def vlm_from_parts(vision, projector: dict, llm, vlm_config):
     return vlm
 
 
+def source_tensors(vision_path: Path, projector: dict, dtype) -> dict:
+    """What the assembled checkpoint must hold for the vision tower and projector, by the names
+    save_vlm writes: the sources' own tensors (read again from the vision tower's files), in `dtype`."""
+    expected = {}
+    for name, t in iter_tensors(vision_path):
+        key = vision_source_name(name)
+        if key is not None:
+            expected[key] = t.to(dtype)
+    expected.update({f"multi_modal_projector.{k}": v.to(dtype) for k, v in projector.items() if k != NEWLINE_KEY})
+    if NEWLINE_KEY in projector:
+        expected[NEWLINE_KEY] = projector[NEWLINE_KEY].to(dtype)
+    return expected
+
+
 def assemble_parts(parts: dict, out_dir) -> int:
-    import torch
     from transformers import AutoModelForCausalLM, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor, SiglipVisionModel
 
     vision_path = resolve(parts["vision_tower"], "phase1.parts.vision_tower")
@@ -256,16 +269,8 @@ def assemble_parts(parts: dict, out_dir) -> int:
         vision_feature_select_strategy="full",
         chat_template=tok.chat_template,
     )
-    # What the checkpoint must hold: the sources' tensors, cast to the VLM's dtype.
     dtype = vlm.lm_head.weight.dtype
-    expected = {}
-    for name, t in iter_tensors(vision_path):
-        key = vision_source_name(name)
-        if key is not None:
-            expected[key] = t.to(dtype)
-    expected.update({f"multi_modal_projector.{k}": v.to(dtype) for k, v in projector.items() if k != NEWLINE_KEY})
-    if NEWLINE_KEY in projector:
-        expected[NEWLINE_KEY] = projector[NEWLINE_KEY].to(dtype)
+    expected = source_tensors(vision_path, projector, dtype)
     with atomic_output(out_dir, directory=True) as tmp:
         save_vlm(vlm, processor, tmp)
         got = frozen_tensors(tmp)

@@ -49,7 +49,7 @@ def vlm_tensor_name(name: str) -> str:
 def vlm_state_dict(model) -> dict:
     """The VLM's tensors under the names save_vlm writes (a tied lm_head is left to be re-tied on load)."""
     state = {vlm_tensor_name(k): v for k, v in model.state_dict().items()}
-    if model.config.get_text_config().tie_word_embeddings:
+    if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
         state.pop("language_model.lm_head.weight", None)
     return state
 

@@ -1,6 +1,5 @@
 # Helpers every rule uses: output paths, the config sections a rule passes to its subcommand.
 import os
-import re
 import sys
 
 from compass.config import section_json
@@ -11,8 +10,8 @@ RUN = f"results/{config['run']}"
 # phase1.hf_id or phase1.parts, or the tiny demo. A Hub id is not looked for here: the fetch rules get it.
 PHASE1 = config["phase1"]["path"] or f"{RUN}/phase1/vlm"
 if config["phase1"]["path"] and not os.path.isdir(PHASE1):
-    sys.exit(f"compass: phase1.path: Phase 1 checkpoint directory not found: {PHASE1}"
-             + (" (if it is a Hugging Face id, set phase1.hf_id instead)" if re.fullmatch(r"[\w.-]+/[\w.-]+", PHASE1) else ""))
+    sys.exit(f"compass: phase1.path: Phase 1 checkpoint directory not found: {PHASE1} "
+             "(a Hugging Face id goes in phase1.hf_id; a vision tower, projector and LLM in phase1.parts)")
 
 # Models evaluated, by name (config eval.models) -> checkpoint directory.
 MODEL_DIRS = {"phase1": PHASE1, "sft": f"{RUN}/sft/merged", "phase2": f"{RUN}/final_vlm"}
