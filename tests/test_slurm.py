@@ -509,8 +509,7 @@ def test_per_node_launchers_under_srun_train_one_model(cluster, tmp_path, phase1
 
 def test_production_plan_on_a_machine_with_nothing_downloaded(tmp_path):
     """`snakemake -n final_vlm --configfile config/phase2.yaml`: the whole production plan, the
-    downloads first as local rules (the Phase 1 checkpoint is the user's own directory)."""
-    (tmp_path / "checkpoints/phase1").mkdir(parents=True)
+    downloads first as local rules (the Phase 1 VLM too: phase1.hf_id, put in place by assemble_phase1)."""
     e = env(HF_HOME=str(tmp_path / "nohome"), HF_TOKEN="hf_secret_token_value")
     proc = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n", "-p",
                            "final_vlm", "--configfile", str(REPO / "config/phase2.yaml")], capture_output=True, text=True, env=e)
@@ -518,8 +517,9 @@ def test_production_plan_on_a_machine_with_nothing_downloaded(tmp_path):
     out = proc.stdout + proc.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.split("Job stats:", 1)[1], re.M))
     for rule in ["fetch_model", "fetch_dataset", "prompts", "distill", "gather_traces", "extract_llm", "sft", "merge_sft",
-                 "pairs", "dpo", "merge_dpo", "compose", "final_vlm"]:
+                 "pairs", "dpo", "merge_dpo", "compose", "final_vlm", "assemble_phase1", "policy_samples"]:
         assert rule in jobs, rule
+    assert int(jobs["distill"]) == yaml.safe_load((REPO / "config/phase2.yaml").read_text())["teacher"]["shards"]
     rules = workflow_rules(tmp_path, yaml.safe_load((REPO / "config/phase2.yaml").read_text()))
     wf = rules["fetch_model"].workflow
     assert {"fetch_model", "fetch_dataset"} <= set(wf._localrules), "downloads run on the submitting node"  # noqa: SLF001
