@@ -6,25 +6,30 @@ Outputs are made from the GSM8K solutions in ../shared/data (never copied into t
 when that is absent, from synthetic GSM8K-like word problems. They mix the forms real models write:
 the XML format with \\boxed{} (right and wrong answers), "The answer is N.", "#### N", Japanese
 "答えは N ドルです。", bare CoT ending in a number, truncated traces, several \\boxed{}, LaTeX
-fractions and a few MATH-style answers that need math-verify. Prints outputs/s.
+fractions and a few MATH-style answers that need math-verify. The timed part is the whole
+`compass grade` (reading the JSONL, grading, writing it back); prints outputs/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
+import platform
 import random
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from compass import cli  # noqa: E402
 from compass.answers import sandbox  # noqa: E402
-from compass.eval import grade  # noqa: E402
 
 SHARED = Path(os.environ.get("COMPASS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -90,6 +95,16 @@ def make_outputs(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
@@ -98,15 +113,27 @@ def main(argv=None) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     rows = make_outputs(args.n, args.seed)
-    t0 = time.perf_counter()
-    graded, summary = grade.grade_rows(rows)
-    dt = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "predictions.jsonl", Path(tmp) / "graded.jsonl"
+        src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = cli.main(["grade", "--predictions", str(src), "--out", str(out)])  # the whole `compass grade`
+        dt = time.perf_counter() - t0
+        if rc != 0:
+            return rc
+        graded = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    n = len(graded)
+    forms: dict = {}
+    for g in graded:
+        forms[g["extracted_form"] or "none"] = forms.get(g["extracted_form"] or "none", 0) + 1
     print(
-        f"graded {summary['n']} outputs in {dt:.2f} s on one core: {summary['n'] / dt:,.0f} outputs/s "
-        f"(accuracy {summary['accuracy']:.3f}, well-formed {summary['well_formed_rate']:.3f}, "
-        f"math-verify calls {sandbox.stats['calls']})"
+        f"compass grade: {n} outputs in {dt:.2f} s on one core: {n / dt:,.0f} outputs/s "
+        f"(read, grade, write; accuracy {sum(g['correct'] for g in graded) / n:.3f}, "
+        f"math-verify calls {sandbox.stats['calls']}; {os.cpu_count()} CPUs, {_cpu_name()}, "
+        f"Python {platform.python_version()})"
     )
-    print("forms:", json.dumps(summary["forms"]))
+    print("forms:", json.dumps(dict(sorted(forms.items()))))
     return 0
 
 

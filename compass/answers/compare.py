@@ -24,8 +24,10 @@ import re
 
 from compass.answers import sandbox
 from compass.answers.extract import choice_letter
-from compass.answers.numbers import RELATION_RE, numbers_match, parse_number
+from compass.answers.numbers import RELATION_RE, SYMBOLIC_LHS_RE, numbers_match, parse_number
 from compass.answers.text import TEXT_CMD_RE, clean
+
+MAX_ANSWER_CHARS = 1000  # a longer "answer" is a runaway generation, never compared
 
 _CHOICE_GOLD_RE = re.compile(r"\(?([A-J])\)?")
 _RELATION_TOKENS = [
@@ -53,18 +55,20 @@ def gold_choice(gold: str) -> str | None:
     return None if m is None else m.group(1)
 
 
-_ASSIGNED_RE = re.compile(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)\s*=(?!=)")
-
-
 def is_relation(s: str) -> bool:
-    """Does `s` state a relation (an inequality, or an equation that is not an assignment of a
-    value to a name: 'a + 3z = 0', not 'x = 5' nor 'y = 2x + 3')?"""
+    """Does `s` state a relation: an inequality, or an equation that is not an assignment (a left
+    side of symbols only, as math-verify has it: 'x = 5', 'y = 2x + 3', 'f(x) = 2x + 1') nor a
+    computation ('16 - 3 - 4 = 9')? 'a + 3z = 0' and 'x \\ge 5' are relations."""
     c = clean(s)
     if RELATION_RE.search(c):
         return True
     if "=" not in c:
         return False
-    return not _ASSIGNED_RE.match(c) and parse_number(c) is None
+    return not SYMBOLIC_LHS_RE.fullmatch(c.split("=", 1)[0]) and parse_number(c) is None
+
+
+# An answer that is a set: an interval, a union, a set in braces, the empty set, the reals.
+_SET_LIKE_RE = re.compile(r"\s*(?:[(\[].*[)\]]|\\\{.*\\\}|.*\\cup.*|\\emptyset|\\mathbb\s*\{?R\}?)\s*", re.S)
 
 
 def _text_gold(gold: str) -> str | None:
@@ -92,26 +96,37 @@ def _as_list(s: str) -> str:
     return _AND_OR_RE.sub(", ", s) if ("and" in s or "or" in s or "quad" in s) else s
 
 
+_DECIMAL_COMMA_RE = re.compile(r"\s*-?\d+,(?!\d{3}(?!\d))\d+\s*|\s*-?0,\d+\s*")
+
+
+def _decimal_comma(s: str) -> str:
+    """'2,74' and '0,111' -> '2.74', '0.111' (a comma that cannot separate thousands); '1,000' stays."""
+    return s.replace(",", ".") if _DECIMAL_COMMA_RE.fullmatch(s) else s
+
+
 def answers_match(answer: str | None, gold: str) -> bool:
     """Does an extracted answer equal a (normalized) gold answer?"""
     if answer is None or not gold:
         return False
     answer, gold = str(answer).strip(), str(gold).strip()
-    if not answer:
+    if not answer or len(answer) > MAX_ANSWER_CHARS:
         return False
     letter = gold_choice(gold)
     if letter is not None:
         return choice_letter(answer) == letter
     if _norm(answer) == _norm(gold):
         return True
-    gold_is_relation, answer_is_relation = is_relation(gold), is_relation(answer)
-    if gold_is_relation:
-        return answer_is_relation and sandbox.equal(gold, answer)
-    if answer_is_relation:
+    if is_relation(gold):
+        # Another relation, an assignment ('y = -3/2 x + 3' is the line '3x + 2y = 6'), or the
+        # set a relation describes ('(2, 5)' for '2 < x < 5'); never a value.
+        c = clean(answer)
+        comparable = RELATION_RE.search(c) or "=" in c or _SET_LIKE_RE.fullmatch(c)
+        return bool(comparable) and sandbox.equal(gold, answer)
+    if is_relation(answer):
         return False  # a relation never equals a value by one of its sides
-    g = parse_number(gold)
+    g = parse_number(_decimal_comma(gold))
     if g is not None:
-        p = parse_number(answer)
+        p = parse_number(_decimal_comma(answer))
         if p is not None:
             return numbers_match(g, p)
         return _math_worth(answer) and sandbox.equal(gold, _as_list(answer))

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from compass import trace_format
 from compass.answers.numbers import EN_RUN_RE, JA_NUMCHARS, en_words_value, parse_number
-from compass.answers.text import clean, prep
+from compass.answers.text import clean, prep, unwrap_math
 
 
 class Extracted(str):
@@ -49,7 +49,9 @@ class Extracted(str):
 # --------------------------------------------------------------------------------------------
 
 _CONNECTOR_RE = re.compile(
-    r"(?:\s|\$|,|;|&|\\[,;:! ]|\\\\|\\q?quad\b|\b(?:and|or)\b|\\text\s*\{\s*(?:and|or|,)?\s*\})*", re.I
+    r"(?:\s|\$|,|;|&|\\[,;:! ]|\\\\|\\q?quad\b|\b(?:and|or)\b|\\text\s*\{\s*(?:and|or|,)?\s*\})*"
+    r"(?:[A-Za-z](?:_\{?\w+\}?)?\s*=\s*)?",  # "$x = \boxed{2}$ and $x = \boxed{3}$"
+    re.I,
 )
 _NESTED_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{(.*)\}", re.S)
 
@@ -62,10 +64,11 @@ def final_boxes(text: str) -> tuple[int, int, str] | None:
         return None
     group = [boxes[-1]]
     for b in reversed(boxes[:-1]):
-        gap = text[b[2] + 1 : group[0][0]]
+        gap = text[b[2] + 1 : group[-1][0]]
         if len(gap) > 40 or not _CONNECTOR_RE.fullmatch(gap):
             break
-        group.insert(0, b)
+        group.append(b)
+    group.reverse()
     parts = []
     for _, s, e in group:
         part = text[s:e].strip()
@@ -98,14 +101,17 @@ VALUE_TOKEN_RE = re.compile(
     r")(?![\d])(?!\s*\^)",
     re.I,
 )
-_MATH_SPAN_RE = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<![\\$])\$(?!\$)(.+?)(?<![\\$])\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# $$…$$ and \[…\] may span lines; inline $…$ and \(…\) may not, nor end in a currency sign ("$42 x 4 = $168").
+_MATH_SPAN_RE = re.compile(
+    r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<![\\$])\$(?!\$)([^\n]+?)(?<![\\$])\$(?![\d$])|\\\(([^\n]+?)\\\)|\\\[(.+?)\\\]", re.S
+)
 _LONE_SYMBOL_RE = re.compile(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)\s*")
 
 
 def _span_is_value(content: str) -> bool:
     """A math span that can be an answer: not a lone variable ('$n$'), not prose between two
     currency signs ('$18 a day and $'), holding a digit or a LaTeX value."""
-    if len(content) > 200 or _LONE_SYMBOL_RE.fullmatch(content):
+    if len(content) > 200 or _LONE_SYMBOL_RE.fullmatch(content) or content.endswith(("=", "+", "-", "*", "\\")):
         return False
     bare = re.sub(r"\\[A-Za-z]+|\\text\s*\{[^{}]*\}", " ", content)
     if re.search(r"[A-Za-z]{3,}", bare):
@@ -170,7 +176,7 @@ def _refine(seg: str, strict: bool = False) -> str | None:
     if not seg:
         return None
     if parse_number(seg) is not None or _MC_LIKE_RE.match(clean(seg)):
-        return seg
+        return unwrap_math(seg)
     span = _MATH_SPAN_RE.search(seg)
     if span:
         return next(g for g in span.groups() if g is not None).strip()

@@ -166,7 +166,7 @@ _EQ_SPLIT_RE = re.compile(r"=|≈|\\approx(?![A-Za-z])|\\simeq(?![A-Za-z])")
 _LIST_SEP_RE = re.compile(r"[,;、。]|\band\b|\.\s")
 # A left side of symbols only (x, a_1, x_{10}, \alpha, a + b, f(x)), or of arithmetic on numbers
 # (16 - 3 - 4, 9 \times $2, 3 eggs + 4 eggs).
-_SYMBOLIC_LHS_RE = re.compile(r"(?:[A-Za-z](?:_\{?\w++\}?)?|\\[A-Za-z]++|[-+*/() ])+")
+SYMBOLIC_LHS_RE = re.compile(r"(?:[A-Za-z](?:_\{?\w++\}?)?|\\[A-Za-z]++|[-+*/() ])+")
 _ARITH_LHS_RE = re.compile(r"(?:\d[\d,.]*+|\\(?:times|cdot|div|frac|dfrac)|[-+*/()^{}$%: ]|(?<![^\s(])[A-Za-z]{3,}+)+")
 _VAR_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+")
 
@@ -215,7 +215,7 @@ def _split_equation(s: str) -> tuple[str, str | None] | None:
     for p in parts[:-1]:
         if not p.strip() or _LIST_SEP_RE.search(p):
             return None  # "x = 5, y = 3": two answers, not one number
-        if _SYMBOLIC_LHS_RE.fullmatch(p):
+        if SYMBOLIC_LHS_RE.fullmatch(p):
             if var is None:
                 v = p.strip()
                 var = v if _VAR_RE.fullmatch(v) else ""

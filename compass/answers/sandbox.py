@@ -20,7 +20,7 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from compass.answers.text import balanced, unwrap_math
+from compass.answers.text import balanced, prep, unwrap_math
 
 TIMEOUT_S = 3.0  # wall-clock budget of one comparison (parse both + verify)
 MAX_CHARS = 400  # longer answers are not handed to sympy
@@ -94,7 +94,7 @@ def safe(s: str) -> bool:
 def equal(gold: str, answer: str) -> bool:
     """math-verify's judgement of `answer` against `gold`, under the deadline; False when either
     side fails the guards, does not parse, or runs out of time."""
-    g, a = unwrap_math(gold), unwrap_math(answer)
+    g, a = unwrap_math(prep(gold)), unwrap_math(prep(answer))
     if not safe(g) or not safe(a):
         return False
     stats["calls"] += 1

@@ -10,7 +10,10 @@ import unicodedata
 _VULGAR = {"½": "1/2", "⅓": "1/3", "⅔": "2/3", "¼": "1/4", "¾": "3/4", "⅕": "1/5", "⅛": "1/8"}
 _VULGAR_RE = re.compile(r"(\d?)\s*([½⅓⅔¼¾⅕⅛])")
 _SUPER_RE = re.compile(r"[²³]")
-_DASHES = str.maketrans({"⁄": "/", "−": "-", "–": "-", "÷": "/", "×": "*", "\u2009": " ", "\u202f": " ", "\u00a0": " "})
+_DASHES = str.maketrans({
+    "⁄": "/", "−": "-", "–": "-", "÷": "/", "×": "*", "\u2009": " ", "\u202f": " ", "\u00a0": " ",
+    "∞": "\\infty ", "π": "\\pi ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "·": "\\cdot ", "∅": "\\emptyset ",
+})
 
 
 def prep(text: str) -> str:
@@ -55,7 +58,7 @@ def clean(s: str) -> str:
     """Whitespace, ``\\left``/``\\right``, spacing commands, ``\\dfrac``, degrees, units in text
     wrappers and the wrappers themselves (their words kept), outer braces and math delimiters,
     trailing punctuation: gone. LaTeX that carries meaning is left alone."""
-    s = prep(s)
+    s = prep(s).replace("\\varnothing", "\\emptyset")
     s = s.replace("\\$", "$").replace("\\%", "%").replace("**", "").replace("{,}", ",")
     if "\\" in s:
         s = _LATEX_THIN_COMMA_RE.sub(",", s)
@@ -71,7 +74,9 @@ def clean(s: str) -> str:
     else:
         s = s.replace("°", "").replace("~", " ")
     s = s.strip()
-    while len(s) >= 2 and s[0] == "{" and s[-1] == "}" and balanced(s[1:-1]):
+    for _ in range(3):  # outer braces: "{18}", "{{x}}"
+        if not (len(s) >= 2 and s[0] == "{" and s[-1] == "}" and balanced(s[1:-1])):
+            break
         s = s[1:-1].strip()
     return s.rstrip(" .。!,;:").lstrip(" :")
 
