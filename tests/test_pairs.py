@@ -19,7 +19,7 @@ from compass.pairs.build import (
 )
 from compass.answers import is_correct as grade
 from compass.pairs.corrupt import NUMBER_RE, STRATEGIES, omit_thinking, tamper_answer, tamper_boxed, tamper_thinking_numbers
-from compass.trace_format import format_response, locate, parse, parse_sections, prompt_messages
+from compass.trace_format import format_response, parse, parse_sections, prompt_messages
 from conftest import shared_file
 
 # ------------------------------------------------------------------------------------------------
@@ -544,12 +544,6 @@ def test_samples_are_found_by_prompt_id_for_distill_sample_ids():
     assert samples_for(samples, "p2#s1") is None and samples_for(samples, "p1#sx") is None
 
 
-def test_locate_matches_parse_sections_on_well_formed_traces(real):
-    for row in real:
-        loc, sec = locate(row["response"]), _parts(row["response"])
-        assert loc.thinking == sec.thinking and loc.boxed == sec.boxed
-
-
 def test_on_policy_with_math_answers(gsm8k, math500):
     rows = gsm8k[:12] + [r for r in math500 if r["answer"] in ("\\frac{14}{3}", "-2", "\\text{(C)}")]
     samples = {}
@@ -569,7 +563,7 @@ REASONS = {f"{kind}_{tag}" for kind in ("missing", "duplicate") for tag in ("pro
 def test_the_parser_on_randomly_broken_traces(real):
     """Tags dropped, duplicated or moved at random: every verdict names a known reason, a text is
     well formed exactly when its tags come in the one order with a non-empty box last in <Answer>,
-    and the lenient sections of a well-formed text are its strict ones."""
+    and the box found (leniently, in a malformed text) is a box."""
     rng = random.Random(0)
     tags = ["<Problem>", "</Problem>", "<Thinking>", "</Thinking>", "<Answer>", "</Answer>", "\\boxed{", "}"]
     texts = []
@@ -601,8 +595,8 @@ def test_the_parser_on_randomly_broken_traces(real):
         assert reason is None or reason in REASONS, reason
         in_order = re.findall(r"</?(?:Problem|Thinking|Answer)>", t) == order
         assert (reason is None) == (in_order and reason not in ("no_boxed_answer", "empty_boxed_answer")), (reason, t[:200])
-        if reason is None:
-            assert sections == locate(t) == parse_sections(t) and t[slice(*sections.boxed)].strip()
+        if sections.boxed is not None:  # leniently found or not, the box is a box
+            assert t[: sections.boxed[0]].endswith("\\boxed{") and t[sections.boxed[1]] == "}"
         bad += reason is not None
     assert bad > len(texts) // 2
 

@@ -10,6 +10,7 @@ the ``\\boxed{}`` with), and is split along its seams:
 * `compass.answers.numbers`: one number as written (separators, units, percent, words, Japanese
   numerals) and the precision policy;
 * `compass.answers.compare`: what kind of answer the gold is, and equality for that kind;
+* `compass.answers.choices`: multiple-choice letters;
 * `compass.answers.sandbox`: math-verify behind a deadline, for the symbolic part;
 * `compass.answers.text`: the Unicode and LaTeX clean-up they share.
 
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from compass.answers.compare import answers_match, gold_choice
-from compass.answers.extract import Extracted, boxed_answer, choice_letter, extract_answer, normalize_gold, stated_choice
+from compass.answers.choices import choice_letter, gold_choice, stated_choice
+from compass.answers.compare import answers_match
+from compass.answers.extract import Extracted, boxed_answer, extract_answer, normalize_gold
 from compass.answers.numbers import Num, parse_number
 
 __all__ = [

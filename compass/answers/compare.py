@@ -23,13 +23,12 @@ import functools
 import re
 
 from compass.answers import sandbox
-from compass.answers.extract import choice_letter
+from compass.answers.choices import choice_letter, gold_choice
 from compass.answers.numbers import RELATION_RE, SYMBOLIC_LHS_RE, numbers_match, parse_number
 from compass.answers.text import TEXT_CMD_RE, clean
 
 MAX_ANSWER_CHARS = 1000  # a longer "answer" is a runaway generation, never compared
 
-_CHOICE_GOLD_RE = re.compile(r"\(?([A-J])\)?")
 _RELATION_TOKENS = [
     (re.compile(r"\\geq(?:slant)?(?![A-Za-z])|>=|≥"), r"\\ge"),
     (re.compile(r"\\leq(?:slant)?(?![A-Za-z])|<=|≤"), r"\\le"),
@@ -47,12 +46,6 @@ def _norm(s: str) -> str:
     s = re.sub(r"_\{(\w+)\}", r"_\1", s)
     s = re.sub(r"\s+", "", s).rstrip(".")
     return s.lower() if re.fullmatch(r"[^\W\d_]{2,}", s) else s
-
-
-def gold_choice(gold: str) -> str | None:
-    """The letter of a multiple-choice gold answer ('C', '(C)', '\\text{(C)}'), else None."""
-    m = _CHOICE_GOLD_RE.fullmatch(clean(gold).replace("$", "").strip())
-    return None if m is None else m.group(1)
 
 
 def is_relation(s: str) -> bool:

@@ -72,7 +72,7 @@ def final_boxes(text: str) -> tuple[int, int, str] | None:
     parts = []
     for _, s, e in group:
         part = text[s:e].strip()
-        while (m := _NESTED_BOX_RE.fullmatch(part)) and trace_format.boxed_spans(part, fbox=True)[0][1] == len(part) - 1:
+        while (m := _NESTED_BOX_RE.fullmatch(part)) and (inner := trace_format.boxed_spans(part, fbox=True)) and inner[0][1] == len(part) - 1:
             part = m.group(1).strip()  # \boxed{\boxed{5}}
         parts.append(part)
     return group[0][0], group[-1][2], ", ".join(parts)
@@ -89,7 +89,10 @@ def boxed_answer(text: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 _SIGN = r"(?:(?<![\w.,\d)])-|(?<=[\s(=:$])-|^-)?"
-_NUMTOK = r"(?:\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d{1,3}(?: \d{3})+(?![\d/-])(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+_NUMTOK = (
+    r"(?:\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d{1,3}(?: \d{3})+(?![\d/-])(?:\.\d+)?"
+    r"|(?<!\d,)\d+,\d{1,2}(?![\d,])|\d+(?:\.\d+)?|\.\d+)"  # "2,74": a decimal comma (compare reads it)
+)
 _ELEM = rf"(?:{_SIGN}{_NUMTOK}(?:\s*/\s*\d+)?|-?\\infty|-?∞)"
 # Not inside a word, a subscript or an exponent; not followed by an exponent.
 VALUE_TOKEN_RE = re.compile(
@@ -304,16 +307,24 @@ def _from_region(text: str) -> tuple[str | None, str | None]:
 _TAG_RE = re.compile(r"</?(?:Problem|Thinking|Answer)>")
 
 
+def readable_text(prediction: str) -> str:
+    """The output as answers are read from it: Unicode folded (`prep`), the restatement of the
+    problem (<Problem> content) removed."""
+    text = prep(prediction)
+    if "<" in text:
+        sec = trace_format.locate(text)
+        if sec.problem is not None:
+            text = text[: sec.problem[0]] + text[sec.problem[1] :]
+    return text
+
+
 def extract_answer(prediction: str) -> Extracted | None:
     """The model's final answer as text (an `Extracted` str, `.form` naming the rule), or None."""
     if not isinstance(prediction, str) or not prediction.strip():
         return None
-    text = prep(prediction)
+    text = readable_text(prediction)
     if "<" in text:
         sec = trace_format.locate(text)
-        if sec.problem is not None:  # the restatement of the problem is never an answer
-            text = text[: sec.problem[0]] + text[sec.problem[1] :]
-            sec = trace_format.locate(text)
         if sec.answer is not None:
             got, form = _from_region(text[sec.answer[0] : sec.answer[1]])
             if got:
@@ -321,44 +332,6 @@ def extract_answer(prediction: str) -> Extracted | None:
         text = _TAG_RE.sub(" ", text)
     got, form = _from_region(text)
     return None if got is None else Extracted(str(got), form)
-
-
-# --------------------------------------------------------------------------------------------
-# Choice letters
-# --------------------------------------------------------------------------------------------
-
-_CHOICE_RE = re.compile(r"^(?:(?i:option|choice|answer)\s*(?i:is)?\s*[:：]?\s*)?(?:\(([A-Ja-j])\)|([A-J])(?=$|\s*[.):,]|\s*$))")
-_STATED_CHOICE_RES = [
-    # "answer is (C)", "Answer: C", "ANS:D", "Ans A", "Answer - E", "option C", "答えは C"
-    re.compile(r"\b(?i:answer|ans|option|choice)\b\s*(?i:is\b)?\s*[:：=-]?\s*\**\s*\(?([A-J])\)?(?![A-Za-z0-9])"),
-    re.compile(r"(?:答え|正解|解答)\s*(?:は|:)\s*\(?([A-J])\)?"),
-    # "(C) is the correct answer", "D is the answer", "Hence (A) is correct"
-    re.compile(r"(?<![A-Za-z])\(?([A-J])\)?\s+is\s+(?:the\s+)?(?:(?i:correct|right)\s+)?(?i:answer|option|choice|correct|right)\b"),
-    # "I think it's B.", "it must be (D)", "I'd choose C", "I pick E": the letter ends the clause
-    re.compile(r"(?i:\bit'?s|\bit\s+is|\bmust\s+be|\bchoose|\bchoosing|\bpick|\bselect|\bgo\s+with)\s+\(?([A-J])\)?(?=\s*(?:[.,;:!?]|$))", re.M),
-    # a last line that is only a letter: "D", "E)", "(B)."
-    re.compile(r"(?:^|\n)\s*\(?([A-J])\)?[.)]?\s*$"),
-]
-
-
-def choice_letter(answer: str) -> str | None:
-    """The choice letter an extracted answer names ('C', '(c)', 'C. 24', '\\text{(C)}'), or None."""
-    m = _CHOICE_RE.match(clean(answer).replace("$", "").strip())
-    return None if m is None else (m.group(1) or m.group(2)).upper()
-
-
-def stated_choice(prediction: str) -> str | None:
-    """A choice letter stated in words anywhere in the output (the latest), or None."""
-    text = prep(prediction)
-    sec = trace_format.locate(text) if "<" in text else None
-    if sec is not None and sec.problem is not None:
-        text = text[: sec.problem[0]] + text[sec.problem[1] :]
-    best: tuple[int, str] | None = None
-    for rx in _STATED_CHOICE_RES:
-        for m in rx.finditer(text):
-            if best is None or m.start() >= best[0]:
-                best = (m.start(), m.group(1))
-    return None if best is None else best[1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ _VULGAR_RE = re.compile(r"(\d?)\s*([½⅓⅔¼¾⅕⅛])")
 _SUPER_RE = re.compile(r"[²³]")
 _DASHES = str.maketrans({
     "⁄": "/", "−": "-", "–": "-", "÷": "/", "×": "*", "\u2009": " ", "\u202f": " ", "\u00a0": " ",
-    "∞": "\\infty ", "π": "\\pi ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "·": "\\cdot ", "∅": "\\emptyset ",
+    "∞": "\\infty ", "π": "\\pi ", "α": "\\alpha ", "β": "\\beta ", "γ": "\\gamma ", "θ": "\\theta ", "λ": "\\lambda ",
+    "μ": "\\mu ", "σ": "\\sigma ", "φ": "\\phi ", "ω": "\\omega ", "≤": "\\le ", "≥": "\\ge ", "≠": "\\ne ", "·": "\\cdot ", "∅": "\\emptyset ",
 })
 
 
