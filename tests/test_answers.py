@@ -47,6 +47,7 @@ RELATIONS_EQUAL = [
     ("Solving the inequality gives $w \\lt 4$.", "w < 4"),
     (box("(2, 9)"), "2 < w < 9"),  # the set the relation describes
     ("After simplifying we get $16 - 3 - 4 = 9$ eggs.", "9"),  # a computation ends in its value
+    (r"Therefore $\sqrt{72} = 6\sqrt{2}$.", r"6\sqrt{2}"),
 ]
 
 RELATIONS_UNEQUAL = [
@@ -88,6 +89,7 @@ STRUCTURES_EQUAL = [
     (box(r"\begin{pmatrix} 2 & -1 \\ 0 & 3 \end{pmatrix}"), r"\begin{bmatrix}2&-1\\0&3\end{bmatrix}"),
     (box(r"\begin{pmatrix} 1/2 \\ 3 \end{pmatrix}"), r"\begin{pmatrix} \frac{1}{2} \\ 3 \end{pmatrix}"),
     (box(r"x \in [1, 6]"), "[1, 6]"),
+    ("The solutions are $u = 5$ and $u = -8$.", "-8, 5"),
 ]
 
 STRUCTURES_UNEQUAL = [
@@ -284,6 +286,12 @@ def test_choice_letters():
         ("So the point is (3, 11).", "(3, 11)"),
         ("The interval is [2, 9).", "[2, 9)"),
         ("The result is 1 500 000 people.", "1 500 000"),
+        # several math spans side by side are one answer; so are assignments after a final answer
+        ("The solutions are $u = 5$ and $u = -8$.", "u = 5, u = -8"),
+        ("Final answer: u = 5, v = -8", "u = 5, v = -8"),
+        # a reasoning model's reply after its thinking, and the lower-case answer tags
+        ("<think>\nPerhaps \\boxed{30}? No: 6 * 6 = 36.\n</think>\nThe answer is 36.", "36"),
+        ("<think>6 * 6 = 36</think><answer>36</answer>", "36"),
     ],
 )
 def test_extraction(prediction, answer):
@@ -300,6 +308,8 @@ def test_extraction(prediction, answer):
         ("It comes to 3^{4} in total", "4"),
         ("The smallest such $k$ is 41.", "k"),
         ("Trying values gives \\boxed{12}. Checking again, 12 fails.\nFinal answer: 15", "12"),
+        ("The solutions are $u = 5$ and $u = -8$.", "-8"),
+        ("<think>\nPerhaps \\boxed{30}? No: 6 * 6 = 36.\n</think>\nThe answer is 36.", "30"),
     ],
 )
 def test_extraction_never_takes_a_piece(prediction, gold):

@@ -8,6 +8,7 @@
 * a relation ('x \\ge 5', 'a + 3z = 0', 'x \\ne 3'): only a relation can equal it, and math-verify
   compares the two as relations (same kind, or flipped; equations also up to scaling, by solving);
   an assignment ('x = 5', 'y = 2x + 3') also equals its value;
+* a computation ('\\sqrt{50} = 5\\sqrt{2}', '9 \\times 2 = 18'): its result;
 * a number: an answer that reads as one number is compared exactly (`compass.answers.numbers`:
   units, separators, percent, degrees, words, the precision policy); an answer that states a
   relation never equals a number ('x \\le 5' is not 5); other math goes to math-verify ('\\sqrt{4}');
@@ -97,6 +98,26 @@ def _decimal_comma(s: str) -> str:
     return s.replace(",", ".") if _DECIMAL_COMMA_RE.fullmatch(s) else s
 
 
+_EQUALS_RE = re.compile(r"(?<![<>!\\])=|\\approx(?![A-Za-z])|≈")
+_LETTERS_RE = re.compile(r"\\[A-Za-z]+|[A-Za-z]")
+
+
+def _computed(s: str) -> str:
+    """The result of a computation written as a chain ('\\sqrt{50} = 5\\sqrt{2}' -> '5\\sqrt{2}',
+    '2 \\cdot 9 = 18'): no side has a letter outside LaTeX commands. Anything else comes back
+    unchanged ('x = 5', 'a + 3z = 0', '0 = x^2 - 4' keep all their sides)."""
+    if "=" not in s and "approx" not in s and "≈" not in s:
+        return s
+    parts = _EQUALS_RE.split(s)
+    if len(parts) < 2 or not parts[-1].strip() or RELATION_RE.search(s):
+        return s
+    for p in parts:
+        bare = re.sub(r"\\[A-Za-z]+|\\text\s*\{[^{}]*\}", " ", p)
+        if not p.strip() or _LETTERS_RE.search(bare) or "," in p:
+            return s  # a side with a variable: an equation ('0 = x^2 - 4'), not a computation
+    return parts[-1].strip()
+
+
 def answers_match(answer: str | None, gold: str) -> bool:
     """Does an extracted answer equal a (normalized) gold answer?"""
     if answer is None or not gold:
@@ -104,6 +125,7 @@ def answers_match(answer: str | None, gold: str) -> bool:
     answer, gold = str(answer).strip(), str(gold).strip()
     if not answer or len(answer) > MAX_ANSWER_CHARS:
         return False
+    answer, gold = _computed(answer), _computed(gold)
     letter = gold_choice(gold)
     if letter is not None:
         return choice_letter(answer) == letter

@@ -1,8 +1,9 @@
 """Reading the final answer out of a model output (or a worked solution), as text.
 
 `extract_answer` looks at the last <Answer> section first (the trace format, parsed by
-`compass.trace_format`), then at the whole output; the <Problem> restatement is never read. In a
-region, first hit wins:
+`compass.trace_format`; also a lower-case <answer>, and the reply after a reasoning model's
+</think>), then at the whole output; the <Problem> restatement is never read. In a region, first
+hit wins:
 
 1. an explicit final-answer statement ('#### 18', 'The final answer is 18', a line 'Answer: 18',
    '答え：18') made after the last box;
@@ -122,17 +123,22 @@ def _span_is_value(content: str) -> bool:
     return bool(re.search(r"\d|\\(?:frac|sqrt|pi|infty)", content))
 
 
+_SPAN_JOIN_RE = re.compile(r"\s*(?:,|,?\s*and|,?\s*or)\s*", re.I)
+
+
 def _last_value(text: str) -> tuple[str | None, str | None]:
     tok = None
     for tok in VALUE_TOKEN_RE.finditer(text):
         pass
-    span = None
+    spans: list[tuple[re.Match, str]] = []  # the last run of value spans joined by ',', 'and', 'or'
     for m in _MATH_SPAN_RE.finditer(text):
         content = next(g for g in m.groups() if g is not None).strip()
         if _span_is_value(content):
-            span = (m, content)
-    if span is not None and (tok is None or tok.start() < span[0].end()):
-        return span[1], "last_math"
+            if not (spans and _SPAN_JOIN_RE.fullmatch(text, spans[-1][0].end(), m.start())):
+                spans = []
+            spans.append((m, content))
+    if spans and (tok is None or tok.start() < spans[-1][0].end()):
+        return ", ".join(c for _, c in spans[-5:]), "last_math"  # "$x = 2$ and $x = -3$": both
     if tok is not None:
         return tok.group().strip(), "last_number"
     # no digit anywhere: the last English number words, but not a lone "one" (a pronoun as often)
@@ -183,8 +189,8 @@ def _refine(seg: str, strict: bool = False) -> str | None:
     span = _MATH_SPAN_RE.search(seg)
     if span:
         return next(g for g in span.groups() if g is not None).strip()
-    if re.search(r"[\\^{}]", seg):
-        return seg
+    if re.search(r"[\\^{}]", seg) or ("=" in seg and not re.search(r"[A-Za-z]{3,}", seg)):
+        return seg  # math written without delimiters: "x^2 + 1", "x = 4, y = -1"
     toks = list(VALUE_TOKEN_RE.finditer(seg))
     if not toks:  # a short word answer ('yes', 'Evelyn'), never a sentence
         return None if strict or len(seg.split()) > 3 else seg
@@ -304,7 +310,7 @@ def _from_region(text: str) -> tuple[str | None, str | None]:
     return _last_value(text)
 
 
-_TAG_RE = re.compile(r"</?(?:Problem|Thinking|Answer)>")
+_TAG_RE = re.compile(r"</?(?:Problem|Thinking|Answer|think|answer)>")
 
 
 def readable_text(prediction: str) -> str:
@@ -324,11 +330,23 @@ def extract_answer(prediction: str) -> Extracted | None:
         return None
     text = readable_text(prediction)
     if "<" in text:
+        regions = []  # (start, end, is an answer section)
         sec = trace_format.locate(text)
         if sec.answer is not None:
-            got, form = _from_region(text[sec.answer[0] : sec.answer[1]])
+            regions.append((*sec.answer, True))
+        i = text.rfind("<answer>")  # the lower-case <think>…</think><answer>…</answer> format
+        if i >= 0:
+            j = text.find("</answer>", i)
+            regions.append((i + 8, len(text) if j < 0 else j, True))
+        k = text.rfind("</think>")  # a reasoning model's reply after its thinking
+        if k >= 0:
+            regions.append((k + 8, len(text), False))
+        for start, end, is_answer in regions:
+            got, form = _from_region(text[start:end])
             if got:
-                return Extracted(str(got), "answer_boxed" if form == "boxed" else f"answer_tag:{form}")
+                if is_answer:
+                    form = "answer_boxed" if form == "boxed" else f"answer_tag:{form}"
+                return Extracted(str(got), form)
         text = _TAG_RE.sub(" ", text)
     got, form = _from_region(text)
     return None if got is None else Extracted(str(got), form)
