@@ -182,6 +182,8 @@ def _refine(seg: str, strict: bool = False) -> str | None:
     if m and len(_DOLLAR_RE.findall(seg, 0, m.start())) % 2 == 0:
         seg = seg[: m.start()]
     seg = seg.strip(" \t*_,;:")
+    if seg.endswith("!") and "$" not in seg and "\\" not in seg:
+        seg = seg.rstrip("!").rstrip()  # "The answer is 18!": an exclamation in prose
     if not seg:
         return None
     if parse_number(seg) is not None or _MC_LIKE_RE.match(clean(seg)):

@@ -7,7 +7,8 @@ Read: signs, thousands separators (``1,000``, ``1{,}000``, ``10,\\!080``, thin o
 '5 million', English number words ('twenty-four') and Japanese numerals ('二十四', '1万2千',
 full-width digits). An equation states a number only when it assigns it: to a name ('x = 5',
 'a + b = 5': a left side made of symbols only, as math-verify has it) or as the end of a
-computation ('16 - 3 - 4 = 9 eggs'); 'a + 3z = 0', 'x >= 5', 'x != 3' state a relation, not a number.
+computation ('16 - 3 - 4 = 9 eggs'); 'a + 3z = 0', 'x >= 5', 'x != 3' state a relation, not a number,
+and '5!' is a factorial.
 
 Precision policy (`numbers_match`): two exact values (integers, fractions, terminating decimals)
 must be equal: a rounded '0.067' is not 0.066793. A decimal may stand for a value whose decimal
@@ -243,7 +244,7 @@ def parse_number(text: str) -> Num | None:
     if _EN_NUMWORD_RE.search(s):
         s = EN_RUN_RE.sub(_en_sub, s)
     m = _VALUE_RE.fullmatch(s.strip())
-    if m is None or not _wordlike(m["pre"], True) or not _wordlike(m["post"], False) or (m["sign"] and m["sign2"]):
+    if m is None or m["post"].lstrip().startswith("!") or not _wordlike(m["pre"], True) or not _wordlike(m["post"], False) or (m["sign"] and m["sign2"]):
         return None
     places = None
     try:

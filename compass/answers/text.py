@@ -79,7 +79,10 @@ def clean(s: str) -> str:
         if not (len(s) >= 2 and s[0] == "{" and s[-1] == "}" and balanced(s[1:-1])):
             break
         s = s[1:-1].strip()
-    return s.rstrip(" .。!,;:").lstrip(" :")
+    s = s.rstrip(" .。,;:")
+    while s.endswith("!") and not re.search(r"[\d)}]!$", s):  # an exclamation, not a factorial
+        s = s[:-1].rstrip(" .。,;:")
+    return s.lstrip(" :")
 
 
 def strip_unit_powers(s: str) -> str:
