@@ -155,6 +155,24 @@ class VLLMEngine(Engine):
         return [[self.parse(list(c.token_ids)) for c in o.outputs] for o in outputs]
 
 
+    def score(self, sequences: list[list[int]], start: list[int]) -> list[tuple[float, bool]]:
+        """(sum of log-probabilities of `seq[start:]` given what precedes it, whether every one of
+        those tokens is the model's top choice) per token sequence: log-likelihood scoring."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
+        outputs = self.llm.generate([{"prompt_token_ids": list(seq)} for seq in sequences], params, use_tqdm=True)
+        out = []
+        for seq, s0, o in zip(sequences, start, outputs):
+            total, greedy = 0.0, True
+            for pos in range(max(s0, 1), len(seq)):
+                entry = o.prompt_logprobs[pos][seq[pos]]
+                total += entry.logprob
+                greedy = greedy and entry.rank == 1
+            out.append((total, greedy))
+        return out
+
+
 def load_model(path, dtype="auto", device=None):
     """The transformers model of a checkpoint (causal LM, or LLaVA-OneVision VLM), in eval mode."""
     import torch

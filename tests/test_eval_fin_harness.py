@@ -63,3 +63,16 @@ def test_chabsa_run_counts_neutral_golds(phase1_llm):
     out, s = fin_harness.run(fin_harness.make_lm(_ecfg(), phase1_llm, 0), "chabsa", rows)
     assert s["n_neutral_gold"] == 1 and all(r["prediction"] in ("positive", "negative") for r in out)
     assert s["macro_f1"] == pytest.approx(s["lm_eval"]["f1"])
+
+
+def test_vllm_log_likelihoods_equal_transformers(phase1_dir, phase1_llm, cma_rows):
+    """The vllm backend scores through compass's own vLLM engine (the real engine, CPU build here):
+    the same log-likelihoods as lm-eval's HFLM, on the LLM and on the VLM checkpoint."""
+    cfg = {"chat": {}, "vllm": {"engine_kwargs": {"enforce_eager": True, "kv_cache_memory_bytes": 64 << 20, "max_model_len": 1024}}}
+    vllm_cfg = {**_ecfg(), "backend": "vllm", "tensor_parallel_size": 1}
+    out_hf, _ = fin_harness.run(fin_harness.make_lm(_ecfg(), phase1_llm, 0), "cma_basics", cma_rows)
+    out_vllm, s = fin_harness.run(fin_harness.make_lm(vllm_cfg, phase1_dir, 0, cfg), "cma_basics", cma_rows)
+    for a, b in zip(out_hf, out_vllm):
+        assert b["loglikelihoods"] == pytest.approx(a["loglikelihoods"], abs=1e-2)
+        assert b["prediction"] == a["prediction"]
+    assert s["accuracy"] == pytest.approx(s["lm_eval"]["acc"])

@@ -187,11 +187,17 @@ def planned(cwd: Path, *args: str) -> set[str]:
     return set(planned_jobs(proc))
 
 
+
+CLUSTER_RESOURCES = "cluster-resources.yaml"
+
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory) -> Run:
-    """The literal command, from a checkout, on the embedded default."""
+    """The literal command, from a checkout, on the embedded default with config/phase2.yaml's
+    production resources (GPUs, whole nodes, memory) as the cluster user sets them."""
     repo = checkout(tmp_path_factory.mktemp("slurm") / "compass")
-    run = Run(repo, "--profile", "slurm", "final_vlm", name="snakemake-slurm").wait()
+    production = yaml.safe_load((repo / "config/phase2.yaml").read_text())["resources"]
+    (repo / CLUSTER_RESOURCES).write_text(yaml.safe_dump({"resources": production}))
+    run = Run(repo, "--profile", "slurm", "final_vlm", "--configfile", CLUSTER_RESOURCES, name="snakemake-slurm").wait()
     assert run.rc == 0, run.text[-6000:]
     print(f"snakemake --profile slurm final_vlm: {run.seconds:.0f} s")
     return run
@@ -234,7 +240,8 @@ def test_every_stage_ran_as_a_slurm_job(slurm_run):
 def test_jobs_got_the_resources_config_asks_for(slurm_run):
     from compass import config
 
-    res = config.load([REPO / "config" / "config.yaml"])["resources"]
+    res = config.load([REPO / "config" / "config.yaml", slurm_run.cwd / CLUSTER_RESOURCES])["resources"]
+    assert res["sft"]["gpus"] > 0 and res["distill"]["exclusive"], "the production requests are what is tested"
     ids = {rule: v[0][0] for rule, v in slurm_run.jobs().items()}
     rows = {r["JobIDRaw"]: r for r in sacct(ids.values())}
     for rule, jobid in ids.items():
@@ -368,7 +375,8 @@ def sbatch_call(rule) -> str:
 
 
 def test_config_resources_become_sbatch_flags(tmp_path):
-    rules = workflow_rules(tmp_path, {"resources": {"account": "proj", "gpu_partition": "gpu", "cpu_partition": "cpu"}})
+    production = yaml.safe_load((REPO / "config/phase2.yaml").read_text())["resources"]
+    rules = workflow_rules(tmp_path, {"resources": {**production, "account": "proj", "gpu_partition": "gpu", "cpu_partition": "cpu"}})
     sft = sbatch_call(rules["sft"])
     for flag in ("--gpus=4", "--cpus-per-task=32", "--mem 256000", "-t 2880", "--nodes=1", "-p gpu"):
         assert flag in sft, (flag, sft)
@@ -381,6 +389,14 @@ def test_config_resources_become_sbatch_flags(tmp_path):
     assert "--gpus" not in merge and "gres" not in merge
     assert sbatch_call(rules["evaluate"]).count("--gpus=1") == 1
     assert rules["sft"].resources["slurm_account"].value == "proj"
+
+
+def test_the_embedded_default_asks_for_a_laptop(tmp_path):
+    """A local demo run prints no job asking for GPUs or hundreds of GB (the defaults); phase2.yaml does."""
+    rules = workflow_rules(tmp_path)
+    for name, rule in rules.items():
+        res = {k: v.value for k, v in rule.resources.items() if not v.is_evaluable()}
+        assert res.get("gpus_per_node", 0) == 0 and res.get("mem_mb", 0) <= 8000, (name, res)
 
 
 def test_multi_node_training_is_config(tmp_path):

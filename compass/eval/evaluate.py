@@ -125,7 +125,7 @@ def evaluate_task(model_path, task: str, rows: list[dict], cfg: dict, variant: s
     if kind == "mc":
         from compass.eval import fin_harness
 
-        lm = fin_harness.make_lm(ecfg, model_path, seed, cfg["vllm"]["engine_kwargs"])
+        lm = fin_harness.make_lm(ecfg, model_path, seed, cfg)
         graded, summary = fin_harness.run(lm, task, rows)
         summary["primary"] = get_task(task).primary
         summary["backend"] = ecfg["backend"]

@@ -151,18 +151,48 @@ def causal_lm_view(model):
     return llm.eval()
 
 
-def make_lm(ecfg: dict, model_path, seed: int, engine_kwargs: dict | None = None):
-    """An lm-eval LM: HFLM over our loaded model (hf backend) or lm-eval's VLLM (vllm backend)."""
+def engine_lm(engine):
+    """lm-eval's LM interface over compass's vLLM engine (compass.generation): the log-likelihoods of
+    the multiple-choice tasks come from the same engine, settings and tokenizer as every other vLLM
+    stage. Tokenisation is HFLM's for a causal LM (no special tokens added)."""
+    from lm_eval.api.model import TemplateLM
+
+    class EngineLM(TemplateLM):
+        backend = "causal"
+
+        def __init__(self):
+            super().__init__()
+            self.tokenizer = engine.tokenizer
+
+        @property
+        def eot_token_id(self):
+            return self.tokenizer.eos_token_id
+
+        def tok_encode(self, string, add_special_tokens=None, **kwargs):
+            return self.tokenizer(string, add_special_tokens=bool(add_special_tokens)).input_ids
+
+        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False):
+            return engine.score([ctx + cont for _, ctx, cont in requests], [len(ctx) for _, ctx, _ in requests])
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            raise NotImplementedError("rolling log-likelihood: no compass task uses it")
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            raise NotImplementedError("generation goes through compass.generation, not lm-eval")
+
+    return EngineLM()
+
+
+def make_lm(ecfg: dict, model_path, seed: int, cfg: dict | None = None):
+    """An lm-eval LM: HFLM over our loaded model (hf backend) or compass's vLLM engine (vllm backend)."""
     if ecfg.get("backend") == "vllm":
-        from lm_eval.models.vllm_causallms import VLLM
+        from compass import generation
 
-        from compass.generation import checkpoint_dtype, vllm_cpu_defaults
-
-        vllm_cpu_defaults()
-        dtype = ecfg.get("dtype", "auto")
-        return VLLM(pretrained=str(model_path), tensor_parallel_size=ecfg.get("tensor_parallel_size", 1), seed=seed,
-                    batch_size="auto", dtype=checkpoint_dtype(model_path) if dtype == "auto" else dtype,
-                    **(engine_kwargs or {}))
+        cfg = cfg or {}
+        engine = generation.load("vllm", model_path, cfg.get("chat", {}), dtype=ecfg.get("dtype", "auto"),
+                                 tensor_parallel_size=ecfg.get("tensor_parallel_size", 1), seed=seed,
+                                 engine_kwargs=(cfg.get("vllm") or {}).get("engine_kwargs"))
+        return engine_lm(engine)
     from lm_eval.models.huggingface import HFLM
     from transformers import AutoTokenizer
 
