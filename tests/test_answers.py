@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from compass.answers import answers_match, extract_answer, grade_one, is_correct, parse_number
-from compass.answers.numbers import numbers_match
+from compass.answers.numeric import numbers_match
 
 
 def box(s: str) -> str:

@@ -7,7 +7,7 @@ the ``\\boxed{}`` with), and is split along its seams:
 
 * `compass.answers.extract`: the final answer of an output, as text (and the gold answer of a
   worked solution);
-* `compass.answers.numbers`: one number as written (separators, units, percent, words, Japanese
+* `compass.answers.numeric`: one number as written (separators, units, percent, words, Japanese
   numerals) and the precision policy;
 * `compass.answers.compare`: what kind of answer the gold is, and equality for that kind;
 * `compass.answers.choices`: multiple-choice letters;
@@ -27,7 +27,7 @@ from typing import NamedTuple
 from compass.answers.choices import choice_letter, gold_choice, stated_choice
 from compass.answers.compare import answers_match
 from compass.answers.extract import Extracted, boxed_answer, extract_answer, normalize_gold
-from compass.answers.numbers import Num, parse_number
+from compass.answers.numeric import Num, parse_number
 
 __all__ = [
     "Extracted",

@@ -9,7 +9,7 @@
   compares the two as relations (same kind, or flipped; equations also up to scaling, by solving);
   an assignment ('x = 5', 'y = 2x + 3') also equals its value;
 * a computation ('\\sqrt{50} = 5\\sqrt{2}', '9 \\times 2 = 18'): its result;
-* a number: an answer that reads as one number is compared exactly (`compass.answers.numbers`:
+* a number: an answer that reads as one number is compared exactly (`compass.answers.numeric`:
   units, separators, percent, degrees, words, the precision policy); an answer that states a
   relation never equals a number ('x \\le 5' is not 5); other math goes to math-verify ('\\sqrt{4}');
 * a word ('\\text{Evelyn}', 'east'): the same word, case and articles aside (math-verify would take
@@ -25,7 +25,7 @@ import re
 
 from compass.answers import sandbox
 from compass.answers.choices import choice_letter, gold_choice
-from compass.answers.numbers import RELATION_RE, SYMBOLIC_LHS_RE, numbers_match, parse_number
+from compass.answers.numeric import RELATION_RE, SYMBOLIC_LHS_RE, numbers_match, parse_number
 from compass.answers.text import TEXT_CMD_RE, clean
 
 MAX_ANSWER_CHARS = 1000  # a longer "answer" is a runaway generation, never compared

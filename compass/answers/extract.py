@@ -28,7 +28,7 @@ import re
 from typing import NamedTuple
 
 from compass import trace_format
-from compass.answers.numbers import EN_RUN_RE, JA_NUMCHARS, en_words_value, parse_number
+from compass.answers.numeric import EN_RUN_RE, JA_NUMCHARS, en_words_value, parse_number
 from compass.answers.text import clean, prep, unwrap_math
 
 
@@ -160,6 +160,7 @@ _PHRASE_RES = [
     ),
     re.compile(r"(?m)^[ \t>*#-]*A[ \t]*\**[ \t]*:"),
     re.compile(r"(?:最終的な)?(?:答え|答|解答|正解)\s*(?:は|:|=)\s*[、,]?"),
+    re.compile(r"(?:最终)?答案\s*(?:是|为|:)\s*[,]?"),  # Chinese: 答案是 …
 ]
 # Statements that override an earlier box: 'final answer', and a line that opens with 'Answer:'.
 _FINAL_RE = re.compile(r"(?i:final\s+answer)|最終的な答え|^[ \t>*#_-]*(?:(?i:answer)|答え?)\**\s*[:：]")
