@@ -112,6 +112,10 @@ _MATH_SPAN_RE = re.compile(
 _LONE_SYMBOL_RE = re.compile(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)\s*")
 
 
+def _span_content(m: re.Match) -> str:
+    return next(g for g in m.groups() if g is not None).strip()
+
+
 def _span_is_value(content: str) -> bool:
     """A math span that can be an answer: not a lone variable ('$n$'), not prose between two
     currency signs ('$18 a day and $'), holding a digit or a LaTeX value."""
@@ -132,7 +136,7 @@ def _last_value(text: str) -> tuple[str | None, str | None]:
         pass
     spans: list[tuple[re.Match, str]] = []  # the last run of value spans joined by ',', 'and', 'or'
     for m in _MATH_SPAN_RE.finditer(text):
-        content = next(g for g in m.groups() if g is not None).strip()
+        content = _span_content(m)
         if _span_is_value(content):
             if not (spans and _SPAN_JOIN_RE.fullmatch(text, spans[-1][0].end(), m.start())):
                 spans = []
@@ -190,8 +194,14 @@ def _refine(seg: str, strict: bool = False) -> str | None:
     if parse_number(seg) is not None or _MC_LIKE_RE.match(clean(seg)):
         return unwrap_math(seg)
     span = _MATH_SPAN_RE.search(seg)
-    if span:
-        return next(g for g in span.groups() if g is not None).strip()
+    if span:  # the first math span, with the spans joined to it ("$12$ and $13$")
+        parts, end = [_span_content(span)], span.end()
+        for m in _MATH_SPAN_RE.finditer(seg, end):
+            if len(parts) == 5 or not _SPAN_JOIN_RE.fullmatch(seg, end, m.start()):
+                break
+            parts.append(_span_content(m))
+            end = m.end()
+        return ", ".join(parts)
     if re.search(r"[\\^{}]", seg) or ("=" in seg and not re.search(r"[A-Za-z]{3,}", seg)):
         return seg  # math written without delimiters: "x^2 + 1", "x = 4, y = -1"
     toks = list(VALUE_TOKEN_RE.finditer(seg))
