@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from compass import trace_format
+from compass.answers import boxed_answer
 from compass.io import CompassError, JsonlError, atomic_output, iter_jsonl, write_json
 from compass.pairs.corrupt import CORRUPTIONS, STRATEGIES
-from compass.trace_format import Sections, detect_lang, last_boxed, locate, prompt_messages
+from compass.trace_format import Sections, detect_lang, locate, prompt_messages
 
 REQUIRED = ("id", "problem", "response")
 ON_POLICY = "on_policy"
@@ -296,7 +297,7 @@ def gold_answer(row: dict) -> str | None:
     """The row's gold answer: its `answer` field, else the boxed answer of its response."""
     gold = row.get("answer")
     if gold is None or not str(gold).strip():
-        gold = last_boxed(row["response"])
+        gold = boxed_answer(row["response"])
     return gold if gold and gold.strip() else None
 
 
