@@ -8,7 +8,7 @@
 from compass.config import validate_or_exit
 
 configfile: "config/config.yaml"
-validate_or_exit(config)
+validate_or_exit(config, workflow)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/cluster.smk"

@@ -11,12 +11,13 @@ config/config.yaml when run from the repository), `--set KEY=VALUE` for single k
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 from pathlib import Path
 
-from compass.io import CompassError
+from compass.io import CompassError, check_output_path
 
 # name -> (module, one-line help). Order = pipeline order (what `compass --help` lists).
 SUBCOMMANDS = {
@@ -91,6 +92,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments that name what a stage writes; every other path argument is read.
+OUTPUT_ARGS = ("out", "stats", "plot", "test_dir", "checkpoints")
+
+
+def _paths(value) -> list[Path]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [Path(v) for v in values if isinstance(v, (str, Path)) and v]
+
+
+def check_paths(args) -> None:
+    """Refuse outputs that would overwrite or delete an input, or each other, before any work: an
+    output equal to an input, inside an input directory, or a directory holding an input. (The
+    stats file a stage derives from --out counts as an output.)"""
+    outs = {f"--{k.replace('_', '-')}": Path(getattr(args, k)) for k in OUTPUT_ARGS if getattr(args, k, None)}
+    if "--out" in outs and hasattr(args, "stats") and not getattr(args, "stats", None):
+        outs["--stats (default)"] = outs["--out"].with_suffix(".stats.json")
+    ins = [(f"--{k.replace('_', '-')}", p) for k, v in vars(args).items()
+           if k not in OUTPUT_ARGS and not k.startswith("_") for p in _paths(v) if p.exists()]
+    real = lambda p: Path(os.path.realpath(p))  # noqa: E731
+    for name, out in outs.items():
+        o = real(out)
+        for in_name, path in ins:
+            i = real(path)
+            # a directory written into (test_dir) may hold inputs; one replaced or cleared may not
+            if o == i or i in o.parents or (o in i.parents and name != "--test-dir"):
+                raise CompassError(f"{name} {out} would overwrite the input {in_name} {path}")
+        for other, path in outs.items():
+            if other != name and real(path) == o:
+                raise CompassError(f"{name} and {other} are the same path: {out}")
+        if name in ("--out", "--stats", "--plot"):
+            check_output_path(out)
+
+
+def error(command: str, message: str) -> int:
+    """The one line a user error prints (a message of several lines is joined)."""
+    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"compass {command}: error: {line}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cpus = usable_cpus()
@@ -106,6 +147,7 @@ def main(argv=None) -> int:
         importlib.import_module(SUBCOMMANDS[command][0]).add_arguments(sub_parser)
     args = parser.parse_args(argv)
     try:
+        check_paths(args)
         from compass import config as config_mod
 
         # --params carries everything a rule's stage reads, so the embedded default is not mixed in.
@@ -114,8 +156,12 @@ def main(argv=None) -> int:
         cfg = config_mod.load(paths, args.set, args.params)
         importlib.import_module(args._module).main(args, cfg)
     except CompassError as e:
-        print(f"compass {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return error(args.command, str(e))
+    except OSError as e:  # disk full, quota, permissions, a path that vanished: the file and the reason
+        if os.environ.get("COMPASS_TRACEBACK"):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        return error(args.command, f"{where}{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)})")
     except KeyboardInterrupt:
         print(f"compass {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,13 +1,17 @@
 """The config: one JSON schema (workflow/schemas/config.schema.yaml) gives every key, type and default.
 
-Snakemake validates its `config` through `validate()` at start-up; every `compass` subcommand loads the
-same schema, so a key means the same thing in a rule and on the command line.
+Snakemake validates its `config` through `validate_or_exit()` at start-up; every `compass` subcommand
+loads the same schema, so a key means the same thing in a rule and on the command line. Validation
+also checks the rules that join several keys (`cross_key_errors`), which the stages would otherwise
+find only when they run, hours in. An error names the key and where its value came from: the config
+file, `--set`, `--params` or Snakemake's `--config`.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -16,6 +20,25 @@ import yaml
 from compass.io import CompassError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")  # a link to workflow/schemas/
+
+
+class YamlLoader(yaml.SafeLoader):
+    """YAML as people write numbers: `1e-4` and `3e5` are floats (YAML 1.1 wants `1.0e-4`)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+               |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
+               |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+               |[-+]?\.(?:inf|Inf|INF)
+               |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str):
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader
 
 
 def load_schema() -> dict:
@@ -37,29 +60,123 @@ def _with_defaults(validator_class):
 
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
+_NUMBER = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
 
-def _key_path(error) -> str:
+
+def _as_number(value, types: list):
+    """A number written as text (`"1e-4"` from a YAML 1.1 reader, e.g. Snakemake's) where the schema
+    wants one; an integral float where it wants an integer. Anything else is left to the validator."""
+    if "string" in types or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value) if any(c in value for c in ".eE") else int(value)
+    if isinstance(value, float) and "integer" in types and "number" not in types and value.is_integer():
+        return int(value)
+    return value
+
+
+def coerce_numbers(instance, schema: dict):
+    """Numbers in any notation become numbers, in place, where the schema's type asks for one."""
+    if isinstance(instance, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                instance[key] = coerce_numbers(value, sub)
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        instance[:] = [coerce_numbers(v, schema["items"]) for v in instance]
+    else:
+        types = schema.get("type")
+        types = [types] if isinstance(types, str) else (types or [])
+        if "number" in types or "integer" in types:
+            return _as_number(instance, types)
+    return instance
+
+
+def _key_path(path) -> str:
     parts = []
-    for p in error.absolute_path:
+    for p in path:
         parts.append(f"[{p}]" if isinstance(p, int) else ("." if parts else "") + str(p))
     return "".join(parts) or "(top level)"
 
 
-def validate(config: dict, source: str = "config") -> dict:
-    """Fill defaults in place and check every key; raise CompassError naming the first bad key."""
-    validator = _Validator(load_schema())
+def _has(data, path) -> bool:
+    for p in path:
+        if isinstance(data, dict) and p in data:
+            data = data[p]
+        elif isinstance(data, list) and isinstance(p, int) and p < len(data):
+            data = data[p]
+        else:
+            return False
+    return True
+
+
+def source_of(layers, *paths, default: str = "config") -> str:
+    """The last layer (label, data) that sets any of `paths` (or, failing that, a key above one)."""
+    for cut in range(max(map(len, paths)), 0, -1):
+        for label, data in reversed(layers):
+            if any(_has(data, p[:cut]) for p in paths if len(p) >= cut):
+                return label
+    return default
+
+
+def _devices(config: dict, rule: str) -> tuple[int, str]:
+    res = config["resources"]
+    job = res.get(rule) or res["default"]
+    key = f"resources.{rule}" if res.get(rule) else "resources.default"
+    return job["nodes"] * max(job["gpus"], 1), f"{key}: {job['nodes']} node(s) x {job['gpus']} GPU(s)"
+
+
+def cross_key_errors(config: dict, workflow: bool = False) -> list[tuple[list[tuple], str]]:
+    """Rules that join several keys, as (key paths involved, message): what a stage would find only when
+    it runs. `workflow`: also the rules of a Snakemake run (a stage run alone may be given more on its
+    command line, e.g. `compass distill --model`)."""
+    errors = []
+    for section in ("sft", "dpo"):
+        sec = config[section]
+        devices, where = _devices(config, section)
+        if sec["global_batch_size"] % (sec["micro_batch_size"] * devices):
+            errors.append(([(section, "global_batch_size"), (section, "micro_batch_size"), ("resources", section)],
+                           f"{section}.global_batch_size={sec['global_batch_size']} is not a multiple of "
+                           f"{section}.micro_batch_size={sec['micro_batch_size']} x {devices} device(s) ({where})"))
+    dpo = config["dpo"]
+    if dpo["loss_weights"] is not None and len(dpo["loss_weights"]) != len(dpo["loss_type"]):
+        errors.append(([("dpo", "loss_weights"), ("dpo", "loss_type")],
+                       f"dpo.loss_weights has {len(dpo['loss_weights'])} weight(s) for {len(dpo['loss_type'])} "
+                       f"loss(es) in dpo.loss_type {dpo['loss_type']}"))
+    weights = config["pairs"]["weights"]
+    if not any(w > 0 for w in weights.values()):
+        errors.append(([("pairs", "weights")], f"pairs.weights: at least one corruption needs a weight > 0 (got {weights})"))
+    if workflow:
+        teacher = config["teacher"]
+        if teacher["backend"] != "reference" and not teacher["model"]:
+            errors.append(([("teacher", "model"), ("teacher", "backend")],
+                           f"teacher.model: the {teacher['backend']} backend needs a teacher checkpoint (directory or Hub id)"))
+    return errors
+
+
+def validate(config: dict, source: str = "config", layers=None, workflow: bool = False) -> dict:
+    """Fill defaults in place and check every key and every cross-key rule; raise CompassError naming
+    the first bad key and the layer (file, --set, --params) its value came from."""
+    layers = layers or []
+    schema = load_schema()
+    coerce_numbers(config, schema)
+    validator = _Validator(schema)
     # Defaults of nested objects are only filled once the parent exists, so validate twice.
     for _ in range(2):
         errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
+        path = list(e.absolute_path)
         if e.validator == "additionalProperties":
-            parent = _key_path(e)
             extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
-            where = f"{parent}." if parent != "(top level)" else ""
+            where = f"{_key_path(path)}." if path else ""
             known = ", ".join(sorted(e.schema.get("properties", {})))
-            raise CompassError(f"{source}: unknown key {where}{extra[0]} (known here: {known})")
-        raise CompassError(f"{source}: {_key_path(e)}: {e.message}")
+            raise CompassError(f"{source_of(layers, tuple(path) + (extra[0],), default=source)}: unknown key "
+                               f"{where}{extra[0]} (known here: {known})")
+        raise CompassError(f"{source_of(layers, tuple(path), default=source)}: {_key_path(path)}: {e.message}")
+    for paths, message in cross_key_errors(config, workflow):
+        raise CompassError(f"{source_of(layers, *paths, default=source)}: {message}")
     return config
 
 
@@ -70,42 +187,61 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+_KEY = re.compile(r"[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*")
+
+
 def parse_set(item: str) -> dict:
     """'sft.lora.r=16' -> {'sft': {'lora': {'r': 16}}} (the value is read as YAML)."""
-    if "=" not in item:
-        raise CompassError(f"--set {item!r}: expected KEY=VALUE, e.g. sft.learning_rate=1e-4")
-    key, value = item.split("=", 1)
-    node: dict = {}
-    out = node
+    key, eq, value = item.partition("=")
+    if not eq or not _KEY.fullmatch(key.strip()):
+        raise CompassError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. sft.learning_rate=1e-4")
+    try:
+        parsed = load_yaml(value)
+    except yaml.YAMLError as e:
+        raise CompassError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    out: dict = {}
+    node = out
     parts = key.strip().split(".")
     for p in parts[:-1]:
         node[p] = {}
         node = node[p]
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = parsed
     return out
+
+
+def read_config_file(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CompassError(f"config file not found: {path}")
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise CompassError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise CompassError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(data, dict):
+        raise CompassError(f"{path}: expected a mapping at the top level")
+    return data
 
 
 def load(paths=(), sets=(), params_json: str | None = None) -> dict:
     """Config from YAML files (later ones win), then --set items, then a JSON object; validated."""
-    config: dict = {}
-    source = "config"
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise CompassError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise CompassError(f"{path}: not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise CompassError(f"{path}: expected a mapping at the top level")
-        config = deep_merge(config, data)
-        source = str(path)
-    for item in sets:
-        config = deep_merge(config, parse_set(item))
+    layers = [(str(path), read_config_file(path)) for path in paths]
+    layers += [(f"--set {item}", parse_set(item)) for item in sets]
     if params_json:
-        config = deep_merge(config, json.loads(params_json))
-    return validate(config, source)
+        try:
+            params = json.loads(params_json)
+        except ValueError as e:
+            raise CompassError(f"--params: not valid JSON ({e})") from None
+        if not isinstance(params, dict):
+            raise CompassError(f"--params: expected a JSON object, got {type(params).__name__}")
+        layers.append(("--params", params))
+    config: dict = {}
+    for _, data in layers:
+        config = deep_merge(config, data)
+    return validate(config, str(paths[-1]) if paths else "config", layers)
 
 
 def section_json(config: dict, *keys: str) -> str:
@@ -114,11 +250,28 @@ def section_json(config: dict, *keys: str) -> str:
     return json.dumps({k: config[k] for k in keys}, sort_keys=True, ensure_ascii=False)
 
 
-def validate_or_exit(config: dict) -> dict:
-    """For the Snakefile: validate in place, or stop with a one-line message naming the key."""
+def workflow_layers(workflow) -> list:
+    """Snakemake's config layers, lowest first: the Snakefile's `configfile:`, each `--configfile`, `--config`."""
+    settings = workflow.config_settings
+    cli_files = [str(f) for f in settings.configfiles]
+    files = [str(f) for f in workflow.configfiles if str(f) not in cli_files] + cli_files
+    layers = []
+    for f in files:
+        try:
+            layers.append((f, read_config_file(f)))
+        except CompassError:
+            pass
+    if settings.config:
+        layers.append(("--config", dict(settings.config)))
+    return layers
+
+
+def validate_or_exit(config: dict, workflow=None) -> dict:
+    """For the Snakefile: validate in place, or stop with a one-line message naming the file and the key."""
     import sys
 
+    layers = workflow_layers(workflow) if workflow is not None else []
     try:
-        return validate(config)
+        return validate(config, layers[-1][0] if layers else "config", layers, workflow=True)
     except CompassError as e:
         sys.exit(f"compass: invalid config: {e}")

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from compass.io import CompassError, JsonlError, atomic_output, iter_jsonl, read_jsonl, write_jsonl
@@ -61,3 +63,99 @@ def test_outputs_get_the_usual_modes(tmp_path):
     os.umask(umask)
     assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_files_inside_a_directory_output_get_the_usual_modes(tmp_path):
+    """safetensors writes 0600: a merged model or final VLM must still be readable by the group."""
+    import os
+
+    old = os.umask(0o027)
+    try:
+        with atomic_output(tmp_path / "model", directory=True) as tmp:
+            (tmp / "sub").mkdir(mode=0o700)
+            fd = os.open(tmp / "sub" / "model.safetensors", os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model" / "sub" / "model.safetensors").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "model" / "sub").stat().st_mode & 0o777 == 0o750
+
+
+def test_a_file_output_never_deletes_a_directory(tmp_path):
+    tree = tmp_path / "results"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "keep.txt").write_text("data")
+    with pytest.raises(CompassError, match="is a directory"):
+        write_jsonl(tree, [{"a": 1}])
+    assert (tree / "sub" / "keep.txt").read_text() == "data"
+    # nor does a directory output replace a directory no compass stage wrote, or a file
+    with pytest.raises(CompassError, match="no compass stage wrote"):
+        with atomic_output(tree, directory=True):
+            pass
+    assert (tree / "sub" / "keep.txt").read_text() == "data"
+    (tmp_path / "f.jsonl").write_text("x")
+    with pytest.raises(CompassError, match="is a file"):
+        with atomic_output(tmp_path / "f.jsonl", directory=True):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.jsonl", "results"]
+
+
+def test_a_directory_output_replaces_its_own_earlier_version(tmp_path):
+    from compass.io import MANIFEST
+
+    for text in ("1", "2"):
+        with atomic_output(tmp_path / "model", directory=True) as tmp:
+            (tmp / "a").write_text(text)
+    assert (tmp_path / "model" / "a").read_text() == "2"
+    assert (tmp_path / "model" / MANIFEST).is_file()
+
+
+def test_leftovers_of_a_killed_writer_are_removed(tmp_path, capsys):
+    (tmp_path / ".out.jsonl.abcd_123.partial").write_text("torn")
+    (tmp_path / ".adapter.partial").mkdir()  # a multi-process write
+    (tmp_path / ".adapter.partial" / "w").write_text("torn")
+    (tmp_path / ".out.jsonl.x.abcd_123.partial").write_text("another output's, still being written")
+    write_jsonl(tmp_path / "out.jsonl", [{"a": 1}])
+    with atomic_output(tmp_path / "adapter", directory=True):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.jsonl.x.abcd_123.partial", "adapter", "out.jsonl"]
+    assert "removed 1 leftover(s) of an interrupted earlier write" in capsys.readouterr().err
+
+
+def _directory_output(path):
+    with atomic_output(path, directory=True) as tmp:
+        (tmp / "config.json").write_text('{"model_type": "llama"}')
+        (tmp / "weights").mkdir()
+        (tmp / "weights" / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    return path
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "weights" / "model.safetensors").unlink(), "model.safetensors: missing, listed in compass-manifest.json"),
+    (lambda d: os.truncate(d / "weights" / "model.safetensors", 100), "model.safetensors: 100 bytes, compass-manifest.json says 16384"),
+    (lambda d: (d / "weights" / "model.safetensors").write_bytes(bytes(16384)), "model.safetensors: content differs"),
+    (lambda d: (d / "compass-manifest.json").write_text("{"), "compass-manifest.json: unreadable manifest"),
+])
+def test_a_damaged_directory_output_is_named_before_it_is_used(tmp_path, damage, message):
+    from compass.io import require_dir
+
+    model = _directory_output(tmp_path / "model")
+    assert require_dir(model, "model") == model
+    damage(model)
+    with pytest.raises(CompassError, match=message) as err:
+        require_dir(model, "model")
+    assert f"delete {model} and run the stage that writes it again" in str(err.value)
+
+
+def test_a_copied_directory_output_is_trusted_and_a_users_own_directory_is_read_as_is(tmp_path):
+    import shutil
+
+    from compass.io import MANIFEST, file_hashes, require_dir
+
+    model = _directory_output(tmp_path / "model")
+    shutil.copytree(model, tmp_path / "copy", copy_function=shutil.copy)  # new mtimes: hashes checked
+    assert require_dir(tmp_path / "copy", "model")
+    assert file_hashes(tmp_path / "copy") == file_hashes(model)
+    (tmp_path / "copy" / MANIFEST).unlink()
+    (tmp_path / "copy" / ".snakemake_timestamp").write_text("")
+    assert require_dir(tmp_path / "copy", "model") and file_hashes(tmp_path / "copy") == file_hashes(model)

@@ -10,7 +10,7 @@ import os
 import warnings
 from pathlib import Path
 
-from compass.io import CompassError, atomic_output
+from compass.io import CompassError, atomic_output, check_output_path, publish
 
 
 def world_size() -> int:
@@ -203,6 +203,7 @@ def _save_distributed(trainer, tokenizer, out_dir, resume=None, record: dict | N
     tmp = out_dir.with_name(f".{out_dir.name}.partial")
     main = trainer.is_world_process_zero()
     if main:
+        check_output_path(out_dir, directory=True)
         shutil.rmtree(tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_deepspeed_enabled:
@@ -214,7 +215,5 @@ def _save_distributed(trainer, tokenizer, out_dir, resume=None, record: dict | N
         log = {"log_history": trainer.state.log_history, "global_step": trainer.state.global_step,
                "resumed_from": resume, "world_size": trainer.args.world_size, **(record or {})}
         (tmp / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
-        if out_dir.is_dir():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        publish(tmp, out_dir, directory=True)
     trainer.accelerator.wait_for_everyone()
