@@ -145,3 +145,91 @@ def test_production_dag_with_64_shards_resolves_fast(tmp_path):
                               "--configfile", str(REPO / "config/phase2.yaml"), str(over), "-n", "final_vlm")
     assert re.search(r"^distill\s+64$", proc.stdout, re.M), proc.stdout[-3000:]
     assert total - startup < 3.0, f"the 64-shard production DAG took {total - startup:.2f} s of CPU to resolve"
+
+
+# --- resumable state of another run, empty shards, gathered rows (issue 10) --------------------------
+
+
+def _interrupt_after_first_chunk(monkeypatch):
+    """Make the reference teacher stop (as a kill would) once its first chunk is saved."""
+    calls = []
+    real = distill.Generator.__call__
+
+    def call(self, rows):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(self, rows)
+
+    monkeypatch.setattr(distill.Generator, "__call__", call)
+
+
+def test_progress_of_other_prompts_is_not_resumed(tmp_path, monkeypatch, capsys):
+    """The same row ids with other problems (changed prompts, seed or teacher): nothing is reused."""
+    from compass.cli import main
+
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    write_jsonl(old, demo.generate(12, 1, seed=5)[0])
+    write_jsonl(new, demo.generate(12, 1, seed=6)[0])
+    assert [r["id"] for r in distill.read_jsonl(old)] == [r["id"] for r in distill.read_jsonl(new)]
+    out = tmp_path / "shard" / "0-of-1.jsonl"
+    args = ["distill", "--out", str(out), "--set", "teacher.chunk_size=4"]
+    with monkeypatch.context() as m:
+        _interrupt_after_first_chunk(m)
+        assert main([*args, "--prompts", str(old)]) == 130
+    assert Path(f"{out}.progress.jsonl").is_file() and not out.exists()
+    capsys.readouterr()
+    assert main([*args, "--prompts", str(new)]) == 0
+    assert "progress of another run (prompts, seed or teacher settings changed): starting afresh" in capsys.readouterr().out
+    assert main(["distill", "--out", str(tmp_path / "clean.jsonl"), "--prompts", str(new)]) == 0
+    assert out.read_bytes() == (tmp_path / "clean.jsonl").read_bytes()
+    assert json.loads(out.with_suffix(".stats.json").read_text())["resumed"] == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["0-of-1.jsonl", "0-of-1.stats.json"]
+
+    # the same run resumes: a changed setting that does not change completions would not, by design
+    with monkeypatch.context() as m:
+        _interrupt_after_first_chunk(m)
+        assert main([*args, "--prompts", str(new)]) == 130
+    assert main([*args, "--prompts", str(new)]) == 0
+    assert json.loads(out.with_suffix(".stats.json").read_text())["resumed"] == 4
+    assert out.read_bytes() == (tmp_path / "clean.jsonl").read_bytes()
+
+
+def test_a_torn_progress_line_is_cut_before_more_is_appended(tmp_path):
+    rows = [{"id": f"r{i}"} for i in range(6)]
+    progress = tmp_path / "p.jsonl"
+    gen = lambda chunk: [[f"out-{r['id']}"] for r in chunk]  # noqa: E731
+    distill.generate_resumable(rows[:2], gen, progress, 2, fingerprint="f")
+    with open(progress, "a") as f:
+        f.write('{"id": "r2", "compl')  # killed inside this write
+    progress_after = distill.generate_resumable(rows[:4], gen, progress, 2, fingerprint="f")
+    assert progress_after == ([[f"out-r{i}"] for i in range(4)], 2)
+    assert len(distill.read_progress(progress, "f")) == 4  # no corrupt line in the middle
+
+
+def test_an_empty_shard_succeeds_and_gathers(tmp_path):
+    """More shards than prompts: the empty shard writes empty outputs, every time."""
+    from compass.cli import main
+
+    prompts = _prompts(tmp_path, 2)
+    shards = [tmp_path / f"{i}-of-3.jsonl" for i in range(3)]
+    for _ in range(2):  # and again, over its own outputs
+        for i, shard in enumerate(shards):
+            assert main(["distill", "--prompts", str(prompts), "--out", str(shard), "--shard", str(i), "--num-shards", "3"]) == 0
+    assert shards[0].read_text() == "" and not Path(f"{shards[0]}.progress.jsonl").exists()
+    stats = gather.gather(shards, tmp_path / "traces.jsonl", tmp_path / "traces.stats.json", None)
+    assert stats["traces"] == stats["prompts"] == 2
+
+
+@pytest.mark.parametrize("row, missing", [({"response": "r"}, "id"), ({"id": "a"}, "response")])
+def test_gathered_rows_without_id_or_response_are_named(tmp_path, row, missing):
+    prompts = _prompts(tmp_path, 3)
+    from compass.cli import main
+
+    shard = tmp_path / "0-of-1.jsonl"
+    assert main(["distill", "--prompts", str(prompts), "--out", str(shard)]) == 0
+    with open(shard, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    with pytest.raises(CompassError, match=rf"^{shard}:4: missing field\(s\) {missing}$"):
+        gather.gather([shard], tmp_path / "traces.jsonl", tmp_path / "traces.stats.json", None)
+    assert not (tmp_path / "traces.jsonl").exists()

@@ -10,12 +10,16 @@ shared (`run_backend`, `to_trace`) so what reaches the SFT data does not depend 
 Cluster scale: `--shard I --num-shards N` takes one contiguous slice of the prompts. Completions
 are appended to `OUT.progress.jsonl` one chunk at a time (a single write, flushed and fsynced), so
 a shard killed midway (SIGTERM, SIGKILL, preemption) restarts after its last saved chunk without
-regenerating, duplicating or losing an item. The traces file itself appears only when the shard is
-complete; `compass gather-traces` joins the shards.
+regenerating, duplicating or losing an item. The progress file starts with the fingerprint of what
+determines its completions (the shard's prompt rows, the teacher settings, the seed, the vLLM engine
+arguments, the teacher checkpoint's files); a progress file of another run is set aside, with a
+message, and the shard starts afresh. The traces file itself appears only when the shard is complete
+(the progress file is then removed); `compass gather-traces` joins the shards.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -91,39 +95,78 @@ class Generator:
         return generation.texts(self.engine.generate(conversations, self.sampling, desc="distill"))
 
 
-def read_progress(path: Path) -> dict[str, list]:
-    """Completions saved by an earlier, interrupted run: {id: completions}. A torn last line (the
-    process died inside a write) is ignored; its chunk is generated again."""
+def model_files(model) -> list | str | None:
+    """What identifies the teacher checkpoint: a local directory's files (name, size, mtime: cheap, and
+    changed by any rewrite), else the Hub id as given (its cached snapshot is fetched once)."""
+    if model and Path(model).is_dir():
+        root = Path(model)
+        return [[p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns]
+                for p in sorted(root.rglob("*")) if p.is_file()]
+    return model
+
+
+def progress_fingerprint(rows: list[dict], tcfg: dict, seed: int, engine_kwargs: dict | None) -> str:
+    """Everything that determines a shard's completions: its prompt rows, the teacher settings (backend,
+    model, sampling, batching), the seed and the vLLM engine arguments."""
+    content = {"rows": rows, "teacher": {k: v for k, v in tcfg.items() if k != "shards"}, "seed": seed,
+               "engine_kwargs": engine_kwargs or {}, "model_files": model_files(tcfg.get("model"))}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def read_progress(path: Path, fingerprint: str | None = None) -> dict[str, list]:
+    """Completions saved by an earlier, interrupted run of the same shard: {id: completions}. A torn
+    last line (the process died inside a write) is cut off; its chunk is generated again. A file whose
+    first line is not `fingerprint` belongs to another run (changed prompts, seed or teacher): it is
+    removed, with a message, and nothing is resumed."""
     done: dict[str, list] = {}
     if not path.is_file():
         return done
-    lines = path.read_bytes().split(b"\n")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    offset = 0
     for i, line in enumerate(lines):
+        start, offset = offset, offset + len(line) + 1
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
         except ValueError:
-            if i >= len(lines) - 2:  # only the last line can be torn
+            rec = None
+        if i == 0 and fingerprint is not None and (rec is None or rec.get("fingerprint") != fingerprint):
+            print(f"{path}: progress of another run (prompts, seed or teacher settings changed): starting afresh")
+            path.unlink()
+            return {}
+        if rec is None:
+            if i >= len(lines) - 2:  # only the last line can be torn: cut it off before appending again
+                os.truncate(path, start)
                 break
-            raise CompassError(f"{path}:{i + 1}: corrupt progress line (delete the file to start the shard again)") from None
+            raise CompassError(f"{path}:{i + 1}: corrupt progress line (delete the file to start the shard again)")
+        if i == 0 and fingerprint is not None:
+            continue
         done[str(rec["id"])] = rec["completions"]
     return done
 
 
-def append_progress(path: Path, rows: list[dict], completions: list[list]) -> None:
-    data = "".join(dumps({"id": r["id"], "completions": c}) + "\n" for r, c in zip(rows, completions))
+def _append(path: Path, data: str) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
-def generate_resumable(rows: list[dict], generate, progress: Path, chunk_size: int) -> tuple[list[list], int]:
-    """Completions for every row, saved chunk by chunk to `progress`; returns (completions, resumed)."""
+def append_progress(path: Path, rows: list[dict], completions: list[list]) -> None:
+    _append(path, "".join(dumps({"id": r["id"], "completions": c}) + "\n" for r, c in zip(rows, completions)))
+
+
+def generate_resumable(rows: list[dict], generate, progress: Path, chunk_size: int,
+                       fingerprint: str | None = None) -> tuple[list[list], int]:
+    """Completions for every row, saved chunk by chunk to `progress` (whose first line is `fingerprint`);
+    returns (completions, resumed)."""
     from tqdm import tqdm
 
-    done = read_progress(progress)
+    done = read_progress(progress, fingerprint)
+    if fingerprint is not None and not progress.is_file():
+        _append(progress, dumps({"fingerprint": fingerprint}) + "\n")
     resumed = sum(1 for r in rows if str(r["id"]) in done)
     if resumed:
         print(f"resuming: {resumed} of {len(rows)} prompts already generated ({progress})")
@@ -183,12 +226,19 @@ def main(args, cfg) -> None:
     rows = all_rows[shard_slice(len(all_rows), args.shard, args.num_shards)]
     progress = Path(f"{args.out}.progress.jsonl")
     progress.parent.mkdir(parents=True, exist_ok=True)
-    generator = Generator(tcfg, cfg["seed"], cfg["vllm"]["engine_kwargs"])
-    completions, resumed = generate_resumable(rows, generator, progress, tcfg["chunk_size"])
+    template_kwargs = None
+    if rows:
+        generator = Generator(tcfg, cfg["seed"], cfg["vllm"]["engine_kwargs"])
+        fingerprint = progress_fingerprint(rows, tcfg, cfg["seed"], cfg["vllm"]["engine_kwargs"])
+        completions, resumed = generate_resumable(rows, generator, progress, tcfg["chunk_size"], fingerprint)
+        template_kwargs = generator.template_kwargs
+    else:  # more shards than prompts: an empty shard, no teacher loaded
+        completions, resumed = [], 0
+        print(f"shard {args.shard} of {args.num_shards} holds none of the {len(all_rows)} prompts")
     traces, stats = filter_traces(rows, completions, tcfg["require_correct"], is_correct)
     stats = {"backend": tcfg["backend"], "shard": args.shard, "num_shards": args.num_shards, "resumed": resumed,
-             "chat_template_kwargs": generator.template_kwargs, **stats}
+             "chat_template_kwargs": template_kwargs, **stats}
     write_json(args.stats or Path(args.out).with_suffix(".stats.json"), stats)
     write_jsonl(args.out, traces)
-    progress.unlink()
+    progress.unlink(missing_ok=True)
     print(f"{stats['traces']} traces from {stats['prompts']} prompts ({tcfg['backend']}); dropped: {stats['dropped']} -> {args.out}")

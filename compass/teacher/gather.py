@@ -58,7 +58,7 @@ def gather(shards: list[Path], out: Path, stats_path: Path, plot_path: Path | No
     per_lang, by_lang, seen = Counter(), {}, set()
     with atomic_output(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for shard in shards:
-            for row in iter_jsonl(shard):
+            for row in iter_jsonl(shard, required=("id", "response")):
                 if row["id"] in seen:
                     raise CompassError(f"{shard}: trace id {row['id']} also appears in an earlier shard")
                 seen.add(row["id"])
