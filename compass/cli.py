@@ -109,7 +109,7 @@ def check_paths(args) -> None:
     if "--out" in outs and hasattr(args, "stats") and not getattr(args, "stats", None):
         outs["--stats (default)"] = outs["--out"].with_suffix(".stats.json")
     ins = [(f"--{k.replace('_', '-')}", p) for k, v in vars(args).items()
-           if k not in OUTPUT_ARGS and not k.startswith("_") for p in _paths(v) if p.exists()]
+           if k not in OUTPUT_ARGS + ("params", "set") and not k.startswith("_") for p in _paths(v) if p.exists()]
     real = lambda p: Path(os.path.realpath(p))  # noqa: E731
     for name, out in outs.items():
         o = real(out)
