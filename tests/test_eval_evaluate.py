@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from conftest import shared_file
-from test_eval_tasks import edinet_rows
+from conftest import REPO, shared_file
+from upstream_fixtures import edinet_rows
 
+from compass import config
 from compass.cli import main
 from compass.eval import evaluate
 from compass.io import read_jsonl
@@ -37,7 +38,8 @@ def test_math_task_on_the_vlm(tmp_path, phase1_dir):
     preds = read_jsonl(out.with_suffix(".predictions.jsonl"))
     assert [p["id"] for p in preds] == ["g0", "g1", "g2"] and all("prediction" in p and "correct" in p for p in preds)
     # greedy + seeded: the same outputs again
-    _, again = evaluate.evaluate_task(phase1_dir, "gsm8k", rows[:3], {"max_new_tokens": 8, "batch_size": 3}, 42)
+    cfg = config.load([REPO / "config/config.yaml"], sets=["eval.max_new_tokens=8", "eval.batch_size=3"])
+    _, again = evaluate.evaluate_task(phase1_dir, "gsm8k", rows[:3], cfg)
     assert again["accuracy"] == s["accuracy"]
 
 
@@ -73,4 +75,5 @@ def test_variant_on_a_non_math_task_is_refused(phase1_llm):
     from compass.io import CompassError
 
     with pytest.raises(CompassError, match="math tasks only"):
-        evaluate.evaluate_task(phase1_llm, "fraud_detection", [{"id": 0, "label": 1}], {"max_new_tokens": 4, "batch_size": 1}, 0, "step_by_step")
+        evaluate.evaluate_task(phase1_llm, "fraud_detection", [{"id": 0, "label": 1}], config.load([REPO / "config/config.yaml"]),
+                               "step_by_step")

@@ -69,6 +69,9 @@ def test_vllm_and_hf_give_the_same_greedy_completions(phase1_llm):
     sampling = generation.Sampling(max_new_tokens=12)
     convs = [prompt_messages(p) for p in PROBLEMS]
     hf = generation.load("hf", phase1_llm, CHAT).generate(convs, sampling)
-    vllm = generation.load("vllm", phase1_llm, CHAT, engine_kwargs=VLLM_CPU).generate(convs, sampling)
-    assert vllm == hf
+    engine = generation.load("vllm", phase1_llm, CHAT, engine_kwargs=VLLM_CPU)
+    assert engine.generate(convs, sampling) == hf
     assert any(c.text for cs in hf for c in cs)
+    # Sampling (the teacher's and on-policy sampling's path): n completions per prompt.
+    sampled = engine.generate(convs, generation.Sampling(max_new_tokens=6, temperature=1.0, top_p=0.9, n=2))
+    assert [len(cs) for cs in sampled] == [2, 2, 2]

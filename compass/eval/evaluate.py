@@ -76,13 +76,6 @@ def load_engine(model_path, cfg: dict, seed: int):
                            engine_kwargs=cfg["vllm"]["engine_kwargs"])
 
 
-def max_context(model_path) -> int | None:
-    from transformers import AutoConfig
-
-    c = AutoConfig.from_pretrained(str(model_path))
-    return getattr(getattr(c, "text_config", None) or c, "max_position_embeddings", None)
-
-
 def _edinet_conversations(engine, model_path, task: str, rows: list[dict], ecfg: dict) -> tuple[list, int]:
     """Upstream prompts, each report cut (head kept) to fit the model's context; how many were cut."""
     from compass.eval import edinet
@@ -90,7 +83,9 @@ def _edinet_conversations(engine, model_path, task: str, rows: list[dict], ecfg:
     sheets = tuple(ecfg.get("edinet_sheets") or edinet.DEFAULT_SHEETS)
     budget = ecfg.get("max_prompt_tokens")
     if budget is None:
-        ctx = max_context(model_path)
+        from compass.generation import max_positions
+
+        ctx = max_positions(model_path)
         budget = None if ctx is None else max(256, ctx - ecfg["max_new_tokens"] - 64)
     fixed = len(engine.tokenizer(edinet.SYSTEM_PROMPT + edinet.PROMPTS[task], add_special_tokens=False).input_ids) + 32
     convs, cut = [], 0
