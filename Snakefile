@@ -22,6 +22,8 @@ include: "workflow/rules/eval.smk"
 
 localrules: all, final_vlm
 
+check_directory_outputs(workflow.rules)  # a damaged directory output is named, never used (common.smk)
+
 
 rule all:
     input:

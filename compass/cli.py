@@ -97,8 +97,15 @@ OUTPUT_ARGS = ("out", "stats", "plot", "test_dir", "checkpoints")
 
 
 def _paths(value) -> list[Path]:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    return [Path(v) for v in values if isinstance(v, (str, Path)) and v]
+    """The existing paths an argument names (a value too long for a file name names none)."""
+    out = []
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        try:
+            if isinstance(v, (str, Path)) and v and Path(v).exists():
+                out.append(Path(v))
+        except OSError:
+            pass
+    return out
 
 
 def check_paths(args) -> None:
@@ -109,7 +116,7 @@ def check_paths(args) -> None:
     if "--out" in outs and hasattr(args, "stats") and not getattr(args, "stats", None):
         outs["--stats (default)"] = outs["--out"].with_suffix(".stats.json")
     ins = [(f"--{k.replace('_', '-')}", p) for k, v in vars(args).items()
-           if k not in OUTPUT_ARGS + ("params", "set") and not k.startswith("_") for p in _paths(v) if p.exists()]
+           if k not in OUTPUT_ARGS + ("params", "set") and not k.startswith("_") for p in _paths(v)]
     real = lambda p: Path(os.path.realpath(p))  # noqa: E731
     for name, out in outs.items():
         o = real(out)

@@ -165,9 +165,24 @@ def atomic_output(path, *, directory: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         publish(tmp, path, directory=directory)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno and not e.filename:  # a write that failed (disk full): name the output
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
+
+
+@contextlib.contextmanager
+def scratch_dir(path) -> Iterator[Path]:
+    """A private working directory beside output `path` (sort spills and the like), removed when the
+    block ends; one a killed run left is a leftover `remove_leftovers` (and so atomic_output) removes.
+    Enter it after atomic_output(path), whose start would remove it."""
+    path = Path(path)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def write_jsonl(path, rows: Iterable[dict]) -> int:
@@ -257,14 +272,36 @@ def verify_manifest(directory) -> dict | None:
     return manifest
 
 
-def file_hashes(directory) -> dict[str, str]:
-    """{relative path: SHA-256} of a directory's files: from its (checked) manifest, else hashed now."""
+def damage(directory) -> str:
+    """'whole' for a directory output that is whole as far as sizes tell (or has no manifest, or is not
+    there yet), else the first damaged file: what the workflow compares at start-up (a stat per file)."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        return "whole"
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError):
+        return f"damaged: {path}: unreadable"
+    for rel, rec in files.items():
+        p = Path(directory) / rel
+        size = p.stat().st_size if p.is_file() else None
+        if size != rec["size"]:
+            return f"damaged: {p}: " + ("missing" if size is None else f"{size} bytes, {MANIFEST} says {rec['size']}")
+    return "whole"
+
+
+def file_hashes(directory, names=None) -> dict[str, str]:
+    """{relative path: SHA-256} of a directory's files (or of `names` among them): from its (checked)
+    manifest, else hashed now (hidden files left out)."""
     directory = Path(directory)
     manifest = verify_manifest(directory)
     if manifest is not None:
-        return {rel: rec["sha256"] for rel, rec in manifest["files"].items()}
-    return {p.relative_to(directory).as_posix(): _sha256_of(p, p.stat()) for p in _files(directory)
-            if not any(part.startswith(".") for part in p.relative_to(directory).parts)}
+        hashes = {rel: rec["sha256"] for rel, rec in manifest["files"].items()}
+        return hashes if names is None else {n: hashes.get(n) for n in names}
+    if names is None:
+        names = [p.relative_to(directory).as_posix() for p in _files(directory)
+                 if not any(part.startswith(".") for part in p.relative_to(directory).parts)]
+    return {n: _sha256_of(directory / n, (directory / n).stat()) if (directory / n).is_file() else None for n in names}
 
 
 def require_dir(path, what: str) -> Path:

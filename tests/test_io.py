@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,19 @@ def test_a_copied_directory_output_is_trusted_and_a_users_own_directory_is_read_
     (tmp_path / "copy" / MANIFEST).unlink()
     (tmp_path / "copy" / ".snakemake_timestamp").write_text("")
     assert require_dir(tmp_path / "copy", "model") and file_hashes(tmp_path / "copy") == file_hashes(model)
+
+
+def test_a_scratch_directory_is_removed_at_the_end_and_its_leftover_by_the_next_writer(tmp_path):
+    from compass.io import scratch_dir
+
+    out = tmp_path / "pairs.jsonl"
+    with atomic_output(out) as tmp, scratch_dir(out) as work:
+        assert work.parent == tmp_path and work.name.startswith(".pairs.jsonl.")
+        (work / "spill00000").write_text("sorted run")
+        Path(tmp).write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl"]
+    left = tmp_path / ".pairs.jsonl.k1ll3d_x.partial"  # what a SIGKILL mid-sort leaves
+    left.mkdir()
+    (left / "spill00000").write_text("sorted run")
+    write_jsonl(out, [{"a": 1}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl"]

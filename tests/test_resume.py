@@ -113,6 +113,7 @@ def test_killed_sft_resumes_from_its_last_checkpoint_and_finishes(tmp_path, trac
     assert logged_steps(proc.stdout) == TOTAL_STEPS - step
     log = json.loads((out / "training_log.json").read_text())
     assert log["resumed_from"].endswith(f"checkpoint-{step}")
+    assert log["base_model"]["path"] == str(phase1_llm)  # what `compass merge` checks its --base against
     assert log["global_step"] == TOTAL_STEPS
     # ... and the history is one run: steps 1..TOTAL, each logged once.
     steps = [h["step"] for h in log["log_history"] if "loss" in h]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Iterator
 
-from compass.io import CompassError, require_dir
+from compass.io import CompassError, file_hashes, require_dir
 
 VLM_TYPES = {"llava_onevision"}
 # Tensors of the Phase 1 VLM that Phase 2 never trains (names as save_vlm writes them, see vlm_tensor_name).
@@ -18,11 +19,29 @@ def model_type(path, what: str = "model") -> str:
     cfg = path / "config.json"
     if not cfg.is_file():
         raise CompassError(f"{what}: {path} holds no config.json (not a transformers checkpoint)")
-    return json.loads(cfg.read_text())["model_type"]
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8"))["model_type"]
+    except (ValueError, KeyError, TypeError):
+        raise CompassError(f"{cfg}: not a transformers config (no model_type)") from None
 
 
 def is_vlm(path) -> bool:
     return model_type(path) in VLM_TYPES
+
+
+def weights_id(path, what: str = "model") -> str:
+    """What a checkpoint is, wherever it lies: a SHA-256 over the hashes of its config.json and weight
+    files (from its manifest when a compass stage wrote it, else hashed now)."""
+    model_type(path, what)
+    path = Path(path)
+    names = ["config.json"] + [f.relative_to(path).as_posix() for f in weight_files(path)]
+    return hashlib.sha256(json.dumps(file_hashes(path, names), sort_keys=True).encode()).hexdigest()
+
+
+def base_record(path) -> dict:
+    """What an adapter records of the model it was trained on (training_log.json `base_model`), so a
+    merge onto another model of the same shape is refused."""
+    return {"path": str(path), "weights_sha256": weights_id(path, "base model")}
 
 
 def vlm_tensor_name(name: str) -> str:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from compass.io import CompassError, atomic_output
-from compass.models.checkpoint import compare_frozen, save_vlm
+from compass.models.checkpoint import VLM_TYPES, compare_frozen, model_type, save_vlm
 from compass.models.vlm import load_vlm, put_llm
 
-_SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
+_SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+               "head_dim", "vocab_size")
 
 
 def check_llm_fits(llm_config, text_config, llm_dir) -> None:
@@ -28,6 +29,8 @@ def check_llm_fits(llm_config, text_config, llm_dir) -> None:
 def compose(phase1_dir, llm_dir, out_dir) -> int:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor
 
+    if model_type(llm_dir, "llm") in VLM_TYPES:
+        raise CompassError(f"llm: {llm_dir} is a VLM checkpoint; compose takes the trained language model")
     vlm = load_vlm(phase1_dir)
     check_llm_fits(AutoConfig.from_pretrained(llm_dir), vlm.config.text_config, llm_dir)
     llm = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=vlm.model.language_model.embed_tokens.weight.dtype)

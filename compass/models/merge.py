@@ -2,15 +2,19 @@
 
 Before the merged model is written, its logits on a few probe prompts are compared with the
 adapter model's; a difference above the tolerance for the dtype fails the stage, leaving no output.
+That check catches a faulty merge, not a wrong base: an adapter merged onto another model of the same
+shape passes it. So the base is checked first against the one the adapter was trained on (`check_base`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from compass import chat
-from compass.io import CompassError, atomic_output, require_dir
+from compass.io import CompassError, atomic_output, read_json, require_dir
+from compass.models.checkpoint import model_type, weights_id
 from compass.trace_format import prompt_messages
 
 PROBE_PROBLEMS = [
@@ -28,16 +32,46 @@ def probe_batch(tokenizer, n: int, chat_cfg: dict):
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
+def check_base(adapter_dir, base_dir) -> None:
+    """Refuse a base other than the one the adapter was trained on: compass's training records it in
+    training_log.json (`base_model`: path and weights hash); PEFT records only its path."""
+    adapter_dir, base_dir = Path(adapter_dir), Path(base_dir)
+    log = adapter_dir / "training_log.json"
+    recorded = (read_json(log).get("base_model") if log.is_file() else None) or {}
+    named = recorded.get("path") or read_json(adapter_dir / "adapter_config.json").get("base_model_name_or_path")
+    expected = recorded.get("weights_sha256")
+    same_path = bool(named) and Path(named).exists() and os.path.samefile(named, base_dir)
+    if expected is None:
+        if not named or not Path(named).is_dir():
+            print(f"{adapter_dir}: its base ({named}) is not a directory here: the base cannot be checked")
+            return
+        if same_path:
+            return
+        expected = weights_id(named, "the adapter's base")
+    if weights_id(base_dir, "base model") != expected:
+        if same_path:
+            raise CompassError(f"{adapter_dir}: trained on {base_dir} before its weights changed: train the adapter again")
+        raise CompassError(f"{adapter_dir}: trained on {named}, not on --base {base_dir} (other weights): "
+                           "merging it there would give a wrong model")
+
+
 def merge(base_dir, adapter_dir, out_dir, mcfg: dict, chat_cfg: dict | None = None) -> dict:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    require_dir(base_dir, "base model")
+    model_type(base_dir, "base model")
     require_dir(adapter_dir, "adapter")
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise CompassError(f"adapter: {adapter_dir} holds no adapter_config.json (not a PEFT adapter)")
+    check_base(adapter_dir, base_dir)
     dtype = "auto" if mcfg["dtype"] == "auto" else getattr(torch, mcfg["dtype"])
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
-    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    try:
+        model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    except (RuntimeError, ValueError, KeyError) as e:  # size mismatch, unknown target modules
+        first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e).splitlines()[0])
+        raise CompassError(f"{adapter_dir}: does not fit the base model {base_dir}: {first}") from None
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

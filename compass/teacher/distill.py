@@ -223,6 +223,8 @@ def main(args, cfg) -> None:
     if args.model:
         tcfg["model"] = args.model
     all_rows = read_jsonl(args.prompts, required=PROMPT_FIELDS)
+    if not all_rows:
+        raise CompassError(f"{args.prompts}: no prompts (an empty file)")
     rows = all_rows[shard_slice(len(all_rows), args.shard, args.num_shards)]
     progress = Path(f"{args.out}.progress.jsonl")
     progress.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int
 
     chat_cfg = chat_cfg or {}
     rows = read_jsonl(pairs_path, required=PAIR_FIELDS)
+    common.require_rows(rows, pairs_path)
     args = DPOConfig(**common.training_kwargs(sec, "dpo", checkpoints_dir, seed), beta=sec["beta"],
                      loss_type=sec["loss_type"], loss_weights=sec["loss_weights"])
     model, tokenizer = common.load_llm(model_path, args.bf16, chat_cfg)

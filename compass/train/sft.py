@@ -35,6 +35,7 @@ def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: in
 
     chat_cfg = chat_cfg or {}
     rows = read_jsonl(traces_path, required=TRACE_FIELDS)
+    common.require_rows(rows, traces_path)
     args = SFTConfig(**common.training_kwargs(sec, "sft", checkpoints_dir, seed), completion_only_loss=True)
     model, tokenizer = common.load_llm(model_path, args.bf16, chat_cfg)
     kwargs = chat.template_kwargs(chat_cfg)

@@ -3,6 +3,7 @@ import os
 import sys
 
 from compass.config import section_json
+from compass.io import damage
 
 RUN = f"results/{config['run']}"
 
@@ -30,3 +31,16 @@ def log(name):
 def bench(name):
     return f"{RUN}/benchmarks/{name}.tsv"
 
+
+
+def check_directory_outputs(rules):
+    """Stop at start-up, naming the file, when a directory output was damaged since it was written (a
+    file deleted or cut short: compass-manifest.json), rather than plan "Nothing to be done" over it or
+    let a later stage read it. Deleting the directory makes Snakemake rebuild it and what depends on it."""
+    for rule in rules:
+        for out in rule.output:
+            if out.is_directory and not out.contains_wildcard():
+                found = damage(out)
+                if found != "whole":
+                    sys.exit(f"compass: {found.removeprefix('damaged: ')}: a damaged output of rule {rule.name}; "
+                             f"delete {out} and run again")
