@@ -1,13 +1,15 @@
-"""SFT and DPO stages on a tiny model: thin over TRL/PEFT, LoRA only, loss on the assistant turn."""
+"""SFT and DPO stages on a tiny model: thin over TRL/PEFT, LoRA only, loss on the assistant turn;
+packing keeps examples apart; the GPU settings fall back on a CPU without changing the loss."""
 
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
 from compass.data import demo
-from compass.io import CompassError, write_jsonl
+from compass.io import CompassError, read_jsonl, write_jsonl
 from compass.teacher.distill import reference_response
 from compass.train import common
 
@@ -26,6 +28,36 @@ def traces(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def pairs(traces, tmp_path_factory, demo_config):
+    from compass.pairs.build import build_pairs
+
+    rows, _ = build_pairs(read_jsonl(traces), seed=0, weights=demo_config["pairs"]["weights"], require_tags=True)
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def phase2_config():
+    """config/phase2.yaml over the embedded default, as Snakemake merges them."""
+    from conftest import REPO
+
+    from compass import config
+
+    return config.load([REPO / "config" / "config.yaml", REPO / "config" / "phase2.yaml"])
+
+
+def sft_trainer(sec, phase1_llm, traces, out, **overrides):
+    from datasets import Dataset
+
+    from compass.train import sft
+
+    args = sft.config(sec, 0, out, **overrides)
+    model, tok = common.load_llm(phase1_llm, common.model_kwargs(sec, "sft", args.bf16))
+    return sft.trainer(args, model, tok, Dataset.from_list([sft.to_example(r) for r in read_jsonl(traces)]), sec), tok
+
+
 def test_gradient_accumulation_from_global_batch():
     assert common.gradient_accumulation(64, 2, 4, "sft") == 8
     with pytest.raises(CompassError, match="sft.global_batch_size=64 is not a multiple"):
@@ -33,19 +65,10 @@ def test_gradient_accumulation_from_global_batch():
 
 
 def test_sft_trains_lora_only_on_the_assistant_turn(traces, phase1_llm, tmp_path, demo_config):
-    from trl import SFTConfig, SFTTrainer
-
-    from compass.io import read_jsonl
     from compass.train import sft
 
     sec = small(demo_config["sft"])
-    # The examples TRL sees: the prompt is masked out of the loss.
-    from datasets import Dataset
-
-    model, tok = common.load_llm(phase1_llm, bf16=False)
-    ds = Dataset.from_list([sft.to_example(r) for r in read_jsonl(traces)])
-    trainer = SFTTrainer(model=model, args=SFTConfig(**common.training_kwargs(sec, "sft", tmp_path / "c", 0), completion_only_loss=True),
-                         train_dataset=ds, processing_class=tok, peft_config=common.lora_config(sec))
+    trainer, tok = sft_trainer(sec, phase1_llm, traces, tmp_path / "c")
     row = trainer.train_dataset[0]
     mask = [label != -100 for label in row["labels"]]
     assert 0 < sum(mask) < len(mask) and not mask[0] and mask[-1]
@@ -55,31 +78,131 @@ def test_sft_trains_lora_only_on_the_assistant_turn(traces, phase1_llm, tmp_path
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
 
-    sft.train(traces, phase1_llm, tmp_path / "adapter", tmp_path / "ckpt", sec, seed=0)
+    # The stage end to end, packed: nothing processed is padding, and the log says so.
+    sft.train(traces, phase1_llm, tmp_path / "adapter", tmp_path / "ckpt", {**sec, "packing": True}, seed=0)
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     log = json.loads((tmp_path / "adapter" / "training_log.json").read_text())
-    assert log["global_step"] == 2 and any("loss" in e for e in log["log_history"])
+    assert log["global_step"] >= 1 and any("loss" in e for e in log["log_history"])
+    assert log["packing"] and common.real_token_fraction(log["log_history"]) == 1.0
+    assert log["log_history"][-1]["real_tokens"] == log["log_history"][-1]["processed_tokens"] > 0
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["r"] == sec["lora"]["r"]
 
 
-def test_dpo_uses_the_adapter_disabled_model_as_reference(traces, phase1_llm, tmp_path, demo_config):
-    from trl import DPOConfig, DPOTrainer
+def test_packing_keeps_the_loss_on_completions_and_examples_apart(traces, phase1_llm, tmp_path, demo_config):
+    """A packed sequence is its examples side by side: each keeps the labels it has alone (prompt masked,
+    first token of each example masked too), and its logits and loss are those it has alone, so no token
+    attends to another example (SDPA here: transformers builds a block-diagonal mask from the restarting
+    positions; FlashAttention gets the same boundaries as cu_seq_lens)."""
+    import torch
 
-    from compass.pairs.build import build_pairs
-    from compass.io import read_jsonl
-    from compass.train import dpo
+    sec = small(demo_config["sft"], packing=True, micro_batch_size=2, global_batch_size=2, max_length=512)
+    packed, _ = sft_trainer(sec, phase1_llm, traces, tmp_path / "p")
+    plain, _ = sft_trainer({**sec, "packing": False}, phase1_llm, traces, tmp_path / "u")
+    alone = {tuple(r["input_ids"]): r["labels"] for r in plain.train_dataset}
 
-    pairs, _ = build_pairs(read_jsonl(traces), seed=0, weights=demo_config["pairs"]["weights"], require_tags=True)
-    write_jsonl(tmp_path / "pairs.jsonl", pairs)
-    sec = small(demo_config["dpo"])
-    model, tok = common.load_llm(phase1_llm, bf16=False)
+    # A micro-batch of the two fullest packs, batched as the trainer batches them.
+    fullest = sorted(packed.train_dataset, key=lambda r: len(r["seq_lengths"]), reverse=True)[:2]
+    batch = packed.data_collator(fullest)
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1  # padding-free: one flat row
+    bounds = batch["cu_seq_lens_q"].tolist()
+    assert len(bounds) >= 5 and bounds[0] == 0 and bounds[-1] == batch["input_ids"].shape[1]  # >= 4 examples
+    model = packed.model.eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        logits = model(**inputs).logits[0]
+        loss = packed.compute_loss(model, batch)
+        nll, n = 0.0, 0
+        for a, b in zip(bounds, bounds[1:]):
+            ids = batch["input_ids"][0, a:b]
+            assert batch["position_ids"][0, a:b].tolist() == list(range(b - a))
+            labels = alone[tuple(ids.tolist())]  # the same example, unpacked
+            assert batch["labels"][0, a:b].tolist() == labels and labels[0] == -100 and labels[-1] != -100
+            own = model(input_ids=ids[None]).logits[0]
+            torch.testing.assert_close(logits[a:b], own, atol=1e-5, rtol=1e-5)
+            target = torch.tensor(labels[1:])
+            nll += torch.nn.functional.cross_entropy(own[:-1], target, ignore_index=-100, reduction="sum")
+            n += int((target != -100).sum())
+        torch.testing.assert_close(loss, nll / n, atol=1e-5, rtol=1e-5)
+
+        # The check bites: with positions running on across the pack, the second example sees the first.
+        a, b = bounds[1], bounds[2]
+        leaky = model(input_ids=batch["input_ids"], position_ids=torch.arange(bounds[-1])[None]).logits[0]
+        assert (leaky[a:b] - logits[a:b]).abs().max() > 1e-2
+
+
+def production(section: dict, **kw) -> dict:
+    """A phase2.yaml section at test sizes, dropout off so that two runs draw nothing at random."""
+    return small(section, micro_batch_size=2, global_batch_size=2, max_length=512,
+                 lora={**section["lora"], "dropout": 0.0}, **kw)
+
+
+CPU_SETTINGS = {"attn_implementation": "sdpa", "use_liger_kernel": False, "bf16": False, "dataloader_num_workers": 0,
+                "gradient_checkpointing": False}
+
+
+def losses(trainer) -> list[float]:
+    trainer.train()
+    return [e["loss"] for e in trainer.state.log_history if "loss" in e]
+
+
+def test_sft_gpu_settings_fall_back_on_a_cpu_without_changing_the_loss(traces, phase1_llm, tmp_path, phase2_config):
+    """phase2.yaml's SFT (FlashAttention-2, Liger, bf16, workers, checkpointing, packing) on a CPU falls
+    back, with a warning for each, and trains to the same losses as the CPU settings."""
+    import torch
+
+    sec = production(phase2_config["sft"])
+    assert sec["packing"] and sec["gradient_checkpointing"] and sec["bf16"] and sec["dataloader_num_workers"] > 0
+    assert sec["attn_implementation"] != "sdpa" and sec["use_liger_kernel"]
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU fallback")
+    with pytest.warns(UserWarning) as caught:
+        fast, _ = sft_trainer(sec, phase1_llm, traces, tmp_path / "gpu", max_steps=2, save_strategy="no")
+    said = " ".join(str(w.message) for w in caught)
+    for key in ("attn_implementation", "use_liger_kernel", "bf16", "dataloader_num_workers"):
+        assert f"sft.{key}" in said
+    assert fast.model.config._attn_implementation == "sdpa" and not fast.args.use_liger_kernel
+    assert fast.args.activation_checkpointing_kwargs == {"use_reentrant": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the CPU settings need no fallback
+        cpu, _ = sft_trainer({**sec, **CPU_SETTINGS}, phase1_llm, traces, tmp_path / "cpu", max_steps=2,
+                                save_strategy="no")
+    got, want = losses(fast), losses(cpu)
+    assert len(got) == 2 and got == pytest.approx(want, rel=1e-4)
+    assert common.real_token_fraction(fast.state.log_history) == 1.0
+
+
+def test_dpo_reference_precomputed_or_from_the_disabled_adapter_gives_the_same_loss(pairs, phase1_llm, tmp_path,
+                                                                                      phase2_config):
+    """phase2.yaml's DPO settings on a CPU (falling back) with the reference log-probs computed in each
+    step from the adapter-disabled model, and precomputed before training: the same losses."""
     from datasets import Dataset
 
-    ds = Dataset.from_list([{k: p[k] for k in dpo.PAIR_FIELDS} for p in pairs])
-    trainer = DPOTrainer(model=model, ref_model=None, args=DPOConfig(**common.training_kwargs(sec, "dpo", tmp_path / "c", 0), beta=0.1),
-                         train_dataset=ds, processing_class=tok, peft_config=common.lora_config(sec))
-    assert trainer.ref_model is None  # reference = same weights with the adapter disabled
+    from compass.train import dpo
 
-    dpo.train(tmp_path / "pairs.jsonl", phase1_llm, tmp_path / "adapter", tmp_path / "ckpt", sec, seed=0)
+    def run(sec, out):
+        args = dpo.config(sec, 0, out, max_steps=2, save_strategy="no")
+        model, tok = common.load_llm(phase1_llm, common.model_kwargs(sec, "dpo", args.bf16))
+        trainer = dpo.trainer(args, model, tok, Dataset.from_list(
+            [{k: p[k] for k in dpo.PAIR_FIELDS} for p in read_jsonl(pairs)]), sec)
+        assert trainer.ref_model is None  # reference = the same weights with the adapter disabled
+        return losses(trainer), trainer
+
+    sec = production(phase2_config["dpo"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        each_step, trainer = run({**sec, "precompute_ref_log_probs": False}, tmp_path / "a")
+        precomputed, trainer_pre = run({**sec, "precompute_ref_log_probs": True}, tmp_path / "b")
+    assert "ref_chosen_logps" in trainer_pre.train_dataset.column_names
+    assert "ref_chosen_logps" not in trainer.train_dataset.column_names
+    assert len(each_step) == 2 and each_step == pytest.approx(precomputed, rel=1e-4)
+    assert 0 < common.real_token_fraction(trainer.state.log_history) < 1  # pairs padded to their longer side
+
+
+def test_dpo_stage_writes_the_adapter_and_its_log(pairs, phase1_llm, tmp_path, demo_config):
+    from compass.train import dpo
+
+    sec = small(demo_config["dpo"])
+    dpo.train(pairs, phase1_llm, tmp_path / "adapter", tmp_path / "ckpt", sec, seed=0)
     log = json.loads((tmp_path / "adapter" / "training_log.json").read_text())
     assert any("rewards/margins" in e for e in log["log_history"])
+    assert 0 < common.real_token_fraction(log["log_history"]) <= 1

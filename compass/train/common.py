@@ -38,10 +38,58 @@ def use_bf16(sec: dict, section: str) -> bool:
     return False
 
 
-def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
-    """Keyword arguments shared by SFTConfig and DPOConfig (both are TrainingArguments)."""
+# attn_implementation -> what transformers needs to run it (a Hub kernel `org/name` needs the `kernels` package).
+_ATTENTION_NEEDS = {"flash_attention_2": "is_flash_attn_2_available", "flash_attention_3": "is_flash_attn_3_available",
+                    "flash_attention_4": "is_flash_attn_4_available"}
+
+
+def attn_implementation(sec: dict, section: str) -> str:
+    """The section's attention implementation, or sdpa (with a warning) where it cannot run: FlashAttention
+    needs a CUDA GPU and its package, a Hub kernel (`kernels-community/...`) the `kernels` package."""
+    import torch
+    import transformers.utils as tu
+
+    want = sec["attn_implementation"]
+    if want in ("sdpa", "eager"):
+        return want
+    check = _ATTENTION_NEEDS.get(want, "is_kernels_available")
+    if torch.cuda.is_available() and getattr(tu, check)():
+        return want
+    warnings.warn(f"{section}.attn_implementation={want} needs a CUDA GPU and its package ({check} is false "
+                  "here): using sdpa")
+    return "sdpa"
+
+
+def use_liger_kernel(sec: dict, section: str) -> bool:
+    """Liger's Triton kernels (RMSNorm, SwiGLU, RoPE; TRL keeps its own chunked LM-head loss) need a GPU."""
+    import torch
+    from transformers.utils import is_liger_kernel_available
+
+    if not sec["use_liger_kernel"]:
+        return False
+    if torch.cuda.is_available() and is_liger_kernel_available():
+        return True
+    warnings.warn(f"{section}.use_liger_kernel is set but needs a CUDA GPU and liger-kernel: not used")
+    return False
+
+
+def dataloader_workers(sec: dict, section: str) -> int:
+    """Workers overlap batching with GPU compute; on a CPU they only take cores from the training itself."""
     import torch
 
+    workers = sec["dataloader_num_workers"]
+    if workers and not torch.cuda.is_available():
+        warnings.warn(f"{section}.dataloader_num_workers={workers} without a GPU: batching in the main process")
+        return 0
+    return workers
+
+
+def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
+    """Keyword arguments shared by SFTConfig and DPOConfig (both are TrainingArguments). Every GPU-only
+    setting falls back, with a warning, where it cannot run (bf16, Liger, dataloader workers)."""
+    import torch
+
+    workers = dataloader_workers(sec, section)
     return dict(
         output_dir=str(output_dir),
         learning_rate=sec["learning_rate"],
@@ -56,9 +104,16 @@ def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
         optim=sec["optim"],
         weight_decay=sec["weight_decay"],
         bf16=use_bf16(sec, section),
-        gradient_checkpointing=sec["gradient_checkpointing"],
+        # transformers 5 names it activation checkpointing; non-reentrant recomputation (TRL forces reentrant
+        # itself under PEFT + ZeRO-3, which needs it).
+        activation_checkpointing=sec["gradient_checkpointing"],
+        activation_checkpointing_kwargs={"use_reentrant": False} if sec["gradient_checkpointing"] else None,
+        use_liger_kernel=use_liger_kernel(sec, section),
         max_length=sec["max_length"],
         logging_steps=sec["logging_steps"],
+        # num_input_tokens_seen counts every token the model processed, padding included; TRL's num_tokens
+        # the real ones (RealTokens reads both).
+        include_num_input_tokens_seen="all",
         save_strategy="steps",
         save_steps=sec["save_steps"],
         save_total_limit=2,
@@ -66,6 +121,8 @@ def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
         data_seed=seed,
         report_to="none",
         disable_tqdm=False,
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning is for host-to-GPU copies
     )
 
@@ -80,15 +137,22 @@ def lora_config(sec: dict):
     )
 
 
-def load_llm(path, bf16: bool, chat_cfg: dict | None = None):
+def model_kwargs(sec: dict, section: str, bf16: bool) -> dict:
+    """`from_pretrained` / `from_config` arguments: the weights in bf16 when training in bf16, and the
+    attention implementation that can run here."""
     import torch
+
+    return {"dtype": torch.bfloat16 if bf16 else torch.float32, "attn_implementation": attn_implementation(sec, section)}
+
+
+def load_llm(path, model_kw: dict, chat_cfg: dict | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from compass.models.checkpoint import is_vlm
 
     if is_vlm(path):
         raise CompassError(f"{path}: is a VLM checkpoint; training takes the language model (see `compass extract-llm`)")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, **model_kw)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -98,29 +162,54 @@ def load_llm(path, bf16: bool, chat_cfg: dict | None = None):
     return model, tokenizer
 
 
-def require_rows(rows: list, path) -> None:
-    """Training data must hold rows: an empty file stops the stage before a model is loaded."""
-    if not rows:
-        raise CompassError(f"{path}: no rows to train on (an empty file)")
+def real_tokens_callback():
+    """A TrainerCallback that records how many of the tokens the model processed were real, not padding:
+    TRL's `num_tokens` over transformers' `num_input_tokens_seen` (this session's share, when resumed), as
+    `real_token_fraction` in each log entry and the closing one (training_log.json), and in the stage log."""
+    from transformers import TrainerCallback
+
+    class RealTokens(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start, self.real, self.processed = state.num_input_tokens_seen, 0, 0
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            processed = logs.get("num_input_tokens_seen", 0) - self.start
+            if "num_tokens" in logs and processed > 0:
+                self.real, self.processed = int(logs["num_tokens"]), processed
+                state.log_history[-1]["real_token_fraction"] = round(self.real / processed, 4)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if not self.processed:
+                return
+            fraction = round(self.real / self.processed, 4)
+            state.log_history[-1].update(real_tokens=self.real, processed_tokens=self.processed,
+                                         real_token_fraction=fraction)
+            if state.is_world_process_zero:
+                print(f"real tokens: {self.real:,} of {self.processed:,} processed ({100 * fraction:.1f} %; "
+                      "the rest is padding)")
+
+    return RealTokens()
+
+
+def real_token_fraction(log_history: list[dict]) -> float | None:
+    """The whole run's share of real tokens, from a Trainer's log history (training_log.json)."""
+    return next((e["real_token_fraction"] for e in reversed(log_history) if "real_token_fraction" in e), None)
 
 
 RUN_FILE = "compass-run.json"
 
 
 def run_fingerprint(sec: dict, seed: int, *inputs) -> dict:
-    """What a run trains from: its config section, the seed, each input file's size and mtime (every
-    file under an input directory), the number of processes (it sets the batch each one sees) and the
-    versions of the libraries that write the checkpoints. Checkpoints are resumed only by the same run."""
-    from importlib.metadata import version
-
+    """What a run trains from: its config section, the seed, and each input file's size and mtime
+    (every file under an input directory). Checkpoints are resumed only by the same run."""
     files = []
     for root in map(Path, inputs):
         paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for p in paths:
             st = p.stat()
             files.append([str(p), st.st_size, st.st_mtime_ns])
-    return {"section": sec, "seed": seed, "inputs": files, "world_size": world_size(),
-            "versions": {pkg: version(pkg) for pkg in ("torch", "transformers", "trl", "peft")}}
+    return {"section": sec, "seed": seed, "inputs": files}
 
 
 def _complete(checkpoint) -> bool:
@@ -183,13 +272,7 @@ def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir, fingerprint: di
     when DeepSpeed partitions it)."""
     import shutil
 
-    from compass.models.checkpoint import base_record
-
     main = trainer.is_world_process_zero()
-    # the model the adapter is trained on, so that `compass merge` refuses any other base
-    peft_config = next(iter(getattr(trainer.model, "peft_config", {}).values()), None)
-    if peft_config is not None and peft_config.base_model_name_or_path:
-        record = {**(record or {}), "base_model": base_record(peft_config.base_model_name_or_path)}
     if main:
         prepare_checkpoints(checkpoints_dir, fingerprint)
     trainer.accelerator.wait_for_everyone()

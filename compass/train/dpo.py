@@ -1,7 +1,12 @@
 """`compass dpo`: DPO with LoRA on the preference pairs — TRL's DPOTrainer over a PEFT adapter.
 
 The policy is the SFT-merged LLM plus a fresh adapter; the reference is the same model with the
-adapter disabled, so no second copy of the weights is held in memory.
+adapter disabled, so no second copy of the weights is held in memory; with
+`dpo.precompute_ref_log_probs` its log-probabilities are computed once, before training.
+
+TRL 1.16 has no packing or padding-free path for DPO (its `padding_free` is disabled and falls back to
+padding), so each micro-batch is padded to its longest chosen or rejected sequence; the share of real
+tokens is logged as in SFT.
 """
 
 from __future__ import annotations
@@ -15,27 +20,41 @@ from compass.train import common
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
 
+def config(sec: dict, seed: int, output_dir, **overrides):
+    """The stage's DPOConfig (`overrides` for a benchmark's step counts)."""
+    from trl import DPOConfig
+
+    return DPOConfig(**{**common.training_kwargs(sec, "dpo", output_dir, seed), **overrides}, beta=sec["beta"],
+                     loss_type=sec["loss_type"], loss_weights=sec["loss_weights"],
+                     precompute_ref_log_probs=sec["precompute_ref_log_probs"])
+
+
+def trainer(args, model, tokenizer, dataset, sec: dict):
+    """TRL's DPOTrainer as the stage runs it: a fresh LoRA adapter on `model`, the reference being `model`
+    with the adapter disabled; the share of real tokens logged (training_log.json and the stage log)."""
+    from trl import DPOTrainer
+
+    return DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=common.lora_config(sec),
+                      callbacks=[common.real_tokens_callback()])
+
+
 def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
 
     chat_cfg = chat_cfg or {}
     rows = read_jsonl(pairs_path, required=PAIR_FIELDS)
-    common.require_rows(rows, pairs_path)
-    args = DPOConfig(**common.training_kwargs(sec, "dpo", checkpoints_dir, seed), beta=sec["beta"],
-                     loss_type=sec["loss_type"], loss_weights=sec["loss_weights"])
-    model, tokenizer = common.load_llm(model_path, args.bf16, chat_cfg)
+    args = config(sec, seed, checkpoints_dir)
+    model, tokenizer = common.load_llm(model_path, common.model_kwargs(sec, "dpo", args.bf16), chat_cfg)
     kwargs = chat.template_kwargs(chat_cfg)
     extra = {"chat_template_kwargs": kwargs} if kwargs else {}  # TRL passes it to the chat template
     dataset = Dataset.from_list([{**{k: r[k] for k in PAIR_FIELDS}, **extra} for r in rows])
-    trainer = DPOTrainer(
-        model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer,
-        peft_config=common.lora_config(sec),
-    )
-    trainer.model.print_trainable_parameters()
-    common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir,
+    record = {"chat_template_kwargs": kwargs, "attn_implementation": model.config._attn_implementation}
+    dpo = trainer(args, model, tokenizer, dataset, sec)
+    dpo.model.print_trainable_parameters()
+    common.train_and_save(dpo, tokenizer, checkpoints_dir, out_dir,
                           fingerprint=common.run_fingerprint({**sec, "chat": chat_cfg}, seed, pairs_path, model_path),
-                          record={"chat_template_kwargs": kwargs})
+                          record=record)
 
 
 def add_arguments(p) -> None:

@@ -2,6 +2,11 @@
 
 Rows become prompt-completion conversations (system + user -> assistant), so the loss falls on
 the assistant turn only. Only the LLM is trained; the vision tower and projector stay in Phase 1.
+
+With `sft.packing` the examples are packed into sequences of `max_length` tokens by TRL (best-fit
+decreasing, padding-free): positions restart at each example, so FlashAttention's varlen kernel (or
+SDPA's block-diagonal mask, which transformers builds from the positions) keeps every example to
+itself, and the first label of each example is masked, so no loss crosses a boundary.
 """
 
 from __future__ import annotations
@@ -29,24 +34,48 @@ def to_example(trace: dict, template_kwargs: dict | None = None) -> dict:
     return example
 
 
+def config(sec: dict, seed: int, output_dir, **overrides):
+    """The stage's SFTConfig: the section's training arguments, loss on the completions only, and TRL's
+    best-fit-decreasing packing when `sec["packing"]` (`overrides` for a benchmark's step counts)."""
+    from trl import SFTConfig
+
+    kwargs = common.training_kwargs(sec, "sft", output_dir, seed)
+    if sec["packing"] and "flash" not in common.attn_implementation(sec, "sft"):
+        # Without a varlen kernel, a padding-free micro-batch is one row whose attention is computed in full
+        # under a block-diagonal mask: quadratic in the whole micro-batch. One packed sequence a forward pass
+        # (the same sequences an optimizer step) keeps that to max_length.
+        kwargs["gradient_accumulation_steps"] *= kwargs["per_device_train_batch_size"]
+        kwargs["per_device_train_batch_size"] = 1
+    return SFTConfig(**{**kwargs, **overrides}, completion_only_loss=True, packing=sec["packing"],
+                     packing_strategy="bfd")
+
+
+def trainer(args, model, tokenizer, dataset, sec: dict):
+    """TRL's SFTTrainer as the stage runs it: a fresh LoRA adapter on `model`; the share of real tokens
+    logged (training_log.json and the stage log)."""
+    from trl import SFTTrainer
+
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=common.lora_config(sec),
+                      callbacks=[common.real_tokens_callback()])
+
+
 def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
 
     chat_cfg = chat_cfg or {}
     rows = read_jsonl(traces_path, required=TRACE_FIELDS)
-    common.require_rows(rows, traces_path)
-    args = SFTConfig(**common.training_kwargs(sec, "sft", checkpoints_dir, seed), completion_only_loss=True)
-    model, tokenizer = common.load_llm(model_path, args.bf16, chat_cfg)
+    args = config(sec, seed, checkpoints_dir)
+    model, tokenizer = common.load_llm(model_path, common.model_kwargs(sec, "sft", args.bf16), chat_cfg)
     kwargs = chat.template_kwargs(chat_cfg)
     dataset = Dataset.from_list([to_example(r, kwargs) for r in rows])
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=common.lora_config(sec)
-    )
-    trainer.model.print_trainable_parameters()
-    common.train_and_save(trainer, tokenizer, checkpoints_dir, out_dir,
+    record = {"chat_template_kwargs": kwargs, "packing": sec["packing"],
+              "attn_implementation": model.config._attn_implementation}
+    sft = trainer(args, model, tokenizer, dataset, sec)
+    sft.model.print_trainable_parameters()
+    common.train_and_save(sft, tokenizer, checkpoints_dir, out_dir,
                           fingerprint=common.run_fingerprint({**sec, "chat": chat_cfg}, seed, traces_path, model_path),
-                          record={"chat_template_kwargs": kwargs})
+                          record=record)
 
 
 def add_arguments(p) -> None:
