@@ -197,19 +197,29 @@ def real_token_fraction(log_history: list[dict]) -> float | None:
     return next((e["real_token_fraction"] for e in reversed(log_history) if "real_token_fraction" in e), None)
 
 
+def require_rows(rows: list, path) -> None:
+    """Training data must hold rows: an empty file stops the stage before a model is loaded."""
+    if not rows:
+        raise CompassError(f"{path}: no rows to train on (an empty file)")
+
+
 RUN_FILE = "compass-run.json"
 
 
 def run_fingerprint(sec: dict, seed: int, *inputs) -> dict:
-    """What a run trains from: its config section, the seed, and each input file's size and mtime
-    (every file under an input directory). Checkpoints are resumed only by the same run."""
+    """What a run trains from: its config section, the seed, each input file's size and mtime (every
+    file under an input directory), the number of processes (it sets the batch each one sees) and the
+    versions of the libraries that write the checkpoints. Checkpoints are resumed only by the same run."""
+    from importlib.metadata import version
+
     files = []
     for root in map(Path, inputs):
         paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for p in paths:
             st = p.stat()
             files.append([str(p), st.st_size, st.st_mtime_ns])
-    return {"section": sec, "seed": seed, "inputs": files}
+    return {"section": sec, "seed": seed, "inputs": files, "world_size": world_size(),
+            "versions": {pkg: version(pkg) for pkg in ("torch", "transformers", "trl", "peft")}}
 
 
 def _complete(checkpoint) -> bool:
@@ -272,7 +282,13 @@ def train_and_save(trainer, tokenizer, checkpoints_dir, out_dir, fingerprint: di
     when DeepSpeed partitions it)."""
     import shutil
 
+    from compass.models.checkpoint import base_record
+
     main = trainer.is_world_process_zero()
+    # the model the adapter is trained on, so that `compass merge` refuses any other base
+    peft_config = next(iter(getattr(trainer.model, "peft_config", {}).values()), None)
+    if peft_config is not None and peft_config.base_model_name_or_path:
+        record = {**(record or {}), "base_model": base_record(peft_config.base_model_name_or_path)}
     if main:
         prepare_checkpoints(checkpoints_dir, fingerprint)
     trainer.accelerator.wait_for_everyone()

@@ -44,6 +44,7 @@ def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int
 
     chat_cfg = chat_cfg or {}
     rows = read_jsonl(pairs_path, required=PAIR_FIELDS)
+    common.require_rows(rows, pairs_path)
     args = config(sec, seed, checkpoints_dir)
     model, tokenizer = common.load_llm(model_path, common.model_kwargs(sec, "dpo", args.bf16), chat_cfg)
     kwargs = chat.template_kwargs(chat_cfg)

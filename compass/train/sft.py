@@ -65,6 +65,7 @@ def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: in
 
     chat_cfg = chat_cfg or {}
     rows = read_jsonl(traces_path, required=TRACE_FIELDS)
+    common.require_rows(rows, traces_path)
     args = config(sec, seed, checkpoints_dir)
     model, tokenizer = common.load_llm(model_path, common.model_kwargs(sec, "sft", args.bf16), chat_cfg)
     kwargs = chat.template_kwargs(chat_cfg)
