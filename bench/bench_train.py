@@ -257,8 +257,11 @@ def run(name: str, stage: str, production: bool, sec: dict, model_config: dict, 
                                  sequences=sequences, **kw))
         result["plan_gib"] = round(plan["total"] / 2**30, 3)  # a full-length micro-batch: the plan's worst case
     print(json.dumps(result), flush=True)
+    trainer.accelerator.free_memory()  # the next run builds its own model: leave it the whole GPU
     del trainer, model
     gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return result
 
 
