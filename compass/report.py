@@ -75,7 +75,9 @@ def results_table(evals: list[dict]) -> dict:
                 prev = name
             row["delta"] = None if ref is None or ref.get("score") is None or row.get("score") is None else row["score"] - ref["score"]
             if "accuracy" in row:
-                row["delta_accuracy"] = None if ref is None or "accuracy" not in ref else row["accuracy"] - ref["accuracy"]
+                # undefined (None) on either side, e.g. EDINET with no parsable answer: no delta
+                row["delta_accuracy"] = (None if ref is None or ref.get("accuracy") is None or row["accuracy"] is None
+                                         else row["accuracy"] - ref["accuracy"])
     return table
 
 

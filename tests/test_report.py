@@ -112,3 +112,13 @@ def test_report_cli_reads_json_only(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "fraud_detection" in proc.stdout and (tmp_path / "rep" / "index.html").is_file()
+
+
+def test_an_undefined_accuracy_has_no_delta():
+    """EDINET with no parsable answer has accuracy None (as the rehearsal's random model gives)."""
+    none = {"task": "fraud_detection", "variant": "default", "kind": "edinet", "primary": "mcc", "n": 4, "n_parsed": 0,
+            "accuracy": None, "mcc": None}
+    table = results_table([{**none, "model": "phase1"}, {**none, "model": "sft"},
+                           {**none, "model": "phase2", "accuracy": 0.5, "mcc": 0.1}])
+    assert [r["delta_accuracy"] for r in table["fraud_detection"].values()] == [None, None, None]
+    assert table["fraud_detection"]["phase2"]["delta"] is None
