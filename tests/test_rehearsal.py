@@ -30,7 +30,7 @@ MAY_DIFFER = {
     "merge.dtype",
     "pairs.on_policy_samples", "pairs.sampling.max_new_tokens", "pairs.sampling.batch_size",
     "eval.data.*", "eval.batch_size", "eval.max_new_tokens", "eval.limit", "eval.max_prompt_tokens", "eval.dtype",
-    "eval.tensor_parallel_size", "eval.compare.n",
+    "eval.tensor_parallel_size", "eval.compare.n", "eval.models",
     "vllm.*", "resources.*",
 }
 
@@ -67,6 +67,9 @@ def test_the_rehearsal_runs_what_phase2_runs():
     assert [s["name"] for s in rehearsal["data"]["decontamination"]["eval_sets"]] == \
         [s["name"] for s in phase2["data"]["decontamination"]["eval_sets"]]
     assert rehearsal["eval"]["ablation"]["prompt_variants"] and len(rehearsal["eval"]["compare"]["models"]) >= 2
+    # Fewer models may be evaluated (every model goes through the same code path), not fewer kinds:
+    # a LLM (sft) and a LLaVA-OneVision VLM (phase2).
+    assert {"sft", "phase2"} <= set(rehearsal["eval"]["models"]) <= set(phase2["eval"]["models"])
 
 
 @pytest.fixture(scope="session")
