@@ -95,3 +95,32 @@ def test_chatml_output_is_its_own_text(phase1_llm):
 def test_template_kwargs_must_be_plain_values():
     with pytest.raises(CompassError, match="chat.template_kwargs.when"):
         chat.template_kwargs({"template_kwargs": {"when": {"day": 1}}})
+
+
+def test_sft_with_the_real_template_learns_the_final_channel_only(llm_jp, tmp_path, demo_config):
+    """The SFT stage's own TRL trainer on the real llm-jp-4 tokenizer and template: the loss falls on
+    `<|channel|>final<|message|>` + the response + `<|return|>`; every prompt turn (with the pinned
+    date) is masked."""
+    import torch
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from compass.data import demo
+    from compass.teacher.distill import reference_response
+    from compass.train import sft
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(llm_jp), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024))
+    train, _ = demo.generate(2, 1, seed=1)
+    rows = [{**r, "response": reference_response(r)} for r in train]
+    sec = {**demo_config["sft"], "packing": False, "max_length": 1024, "micro_batch_size": 2, "global_batch_size": 2}
+    kwargs = chat.template_kwargs(PINNED)
+    trainer = sft.trainer(sft.config(sec, 0, tmp_path), model, llm_jp,
+                          Dataset.from_list([sft.to_example(r, kwargs) for r in rows]), sec)
+    for row, trace in zip(trainer.train_dataset, rows):
+        ids, labels = row["input_ids"], row["labels"]
+        learnt = llm_jp.decode([t for t, lab in zip(ids, labels) if lab != -100])
+        assert learnt == "<|channel|>final<|message|>" + trace["response"] + "<|return|>"
+        prompt = llm_jp.decode([t for t, lab in zip(ids, labels) if lab == -100])
+        assert "Current date: 2026-01-01" in prompt and prompt.endswith("<|start|>assistant")
