@@ -22,7 +22,8 @@ include: "workflow/rules/eval.smk"
 
 localrules: all, final_vlm
 
-check_directory_outputs(workflow.rules)  # a damaged directory output is named, never used (common.smk)
+if workflow.is_main_process:  # not again in each cluster job, while others may be replacing outputs
+    check_directory_outputs(workflow.rules)  # a damaged directory output is named, never used (common.smk)
 
 
 rule all:
