@@ -259,7 +259,7 @@ def workflow_layers(workflow) -> list:
     for f in files:
         try:
             layers.append((f, read_config_file(f)))
-        except CompassError:
+        except (CompassError, OSError):  # Snakemake read it; only the naming of a bad key is lost
             pass
     if settings.config:
         layers.append(("--config", dict(settings.config)))
