@@ -17,6 +17,7 @@ include: "workflow/rules/phase1.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/sft.smk"
 include: "workflow/rules/dpo.smk"
+include: "workflow/rules/grpo.smk"
 include: "workflow/rules/compose.smk"
 include: "workflow/rules/eval.smk"
 

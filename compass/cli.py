@@ -33,6 +33,7 @@ SUBCOMMANDS = {
     "sample": ("compass.pairs.sample", "sample the SFT model's own answers (for on-policy DPO pairs)"),
     "pairs": ("compass.pairs.build", "build DPO preference pairs from traces"),
     "dpo": ("compass.train.dpo", "DPO with LoRA on the pairs (TRL DPOTrainer + PEFT)"),
+    "grpo": ("compass.train.grpo", "one GRPO stage with LoRA on the prompt pool, rewards by name (TRL GRPOTrainer + PEFT)"),
     "compose": ("compass.models.compose", "put the trained LLM back with the Phase 1 vision tower and projector"),
     "eval-data": ("compass.eval.tasks", "normalise one evaluation task's data (local path or Hub id) into JSONL"),
     "evaluate": ("compass.eval.evaluate", "generate on an evaluation task and grade it"),

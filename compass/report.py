@@ -2,12 +2,13 @@
 
     compass report --evals results/RUN/eval/*/*.json --traces-stats ... --pairs-stats ... \\
         --sft results/RUN/sft/adapter --dpo results/RUN/dpo/adapter --out results/RUN/report \\
-        [--ballots results/RUN/compare --votes votes.jsonl]
+        [--grpo results/RUN/grpo_format/adapter ...] [--ballots results/RUN/compare --votes votes.jsonl]
 
 Writes ``index.html`` (the page), ``summary.json`` (the same numbers, machine-readable) and the
 figures: ``results.png`` (every task × model, the task's main metric), ``deltas.png`` (change from
-the previous phase), ``sft_curves.png``, ``dpo_curves.png``, ``stats.png`` (distillation and pairs)
-and, with votes, ``elo.png``. Reads only the small JSON files the stages wrote; never loads a model.
+the previous phase), ``sft_curves.png``, ``dpo_curves.png`` (a recipe with DPO), ``{stage}_curves.png`` per
+GRPO stage (rewards, KL, clip fractions, completion length; its late means in stats ``rl_stages``), ``stats.png``
+(distillation and pairs) and, with votes, ``elo.png``. Reads only the small JSON files the stages wrote; never loads a model.
 
 Rows: one per model (phase order: phase1, sft, phase2, then extra checkpoints) and per ablation
 variant ("phase2 + step_by_step", whose change is against the same model's default prompt).
@@ -35,10 +36,24 @@ SECONDARY = {
 }
 SFT_KEYS = ["loss", "mean_token_accuracy", "learning_rate"]
 DPO_KEYS = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
+# A GRPO stage (compass grpo): its rewards (total and per function), KL, clip fractions and completion length.
+GRPO_KEYS = ["reward", "rewards/format/mean", "rewards/accuracy/mean", "kl", "clip_ratio/low_mean",
+             "clip_ratio/high_mean", "completions/mean_length"]
 
 
-def _model_rank(name: str) -> tuple:
-    return (PHASE_ORDER.index(name), name) if name in PHASE_ORDER else (len(PHASE_ORDER), name)
+def stage_summary(curves: dict, tail: float = 0.25) -> dict:
+    """A GRPO stage's row: each GRPO_KEYS series averaged over its last `tail` share of logged steps."""
+    out = {}
+    for key in GRPO_KEYS:
+        values = [v for _, v in curves.get(key, [])]
+        if values:
+            last = values[-max(1, round(len(values) * tail)):]
+            out[key] = sum(last) / len(last)
+    return out
+
+
+def _model_rank(name: str, order: list[str] = PHASE_ORDER) -> tuple:
+    return (order.index(name), name) if name in order else (len(order), name)
 
 
 def row_label(e: dict) -> str:
@@ -46,10 +61,11 @@ def row_label(e: dict) -> str:
     return e["model"] if v == "default" else f"{e['model']} + {v}"
 
 
-def results_table(evals: list[dict]) -> dict:
-    """{task: {row: metrics}} in phase order. Every row has n, primary, score (its primary metric)
-    and delta (change of score from the previous phase, or for an ablation row from the same model's
-    default prompt); math rows keep accuracy, well_formed_rate and delta_accuracy as before."""
+def results_table(evals: list[dict], order: list[str] = PHASE_ORDER) -> dict:
+    """{task: {row: metrics}} in phase order (`order`: with the recipe's stages between sft and phase2). Every
+    row has n, primary, score (its primary metric) and delta (change of score from the previous phase, or for an
+    ablation row from the same model's default prompt); math rows keep accuracy, well_formed_rate and
+    delta_accuracy as before."""
     table: dict = {}
     for e in evals:
         primary = e.get("primary", "accuracy")
@@ -63,7 +79,7 @@ def results_table(evals: list[dict]) -> dict:
                 row[k] = e[k]
         table.setdefault(e["task"], {})[row_label(e)] = row
     for task, rows in table.items():
-        ordered = sorted(rows, key=lambda r: (_model_rank(rows[r]["model"]), rows[r]["variant"] != "default", rows[r]["variant"]))
+        ordered = sorted(rows, key=lambda r: (_model_rank(rows[r]["model"], order), rows[r]["variant"] != "default", rows[r]["variant"]))
         table[task] = {r: rows[r] for r in ordered}
         prev = None
         for name, row in table[task].items():
@@ -369,11 +385,23 @@ in units), or for an <i>ablation</i> row from the same model with the default pr
 
 
 def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out_dir, ballots_dir=None, votes=None,
-          compare_cfg: dict | None = None, seed: int = 42) -> dict:
+          compare_cfg: dict | None = None, seed: int = 42, grpo_dirs=()) -> dict:
+    """`pairs_stats` and `dpo_dir` None: a recipe without DPO; `grpo_dirs`: the GRPO stages' adapters
+    (results/{run}/{stage}/adapter), each with its curves figure ({stage}_curves.png) and a row of rl_stages."""
+    stages = [Path(d).parent.name for d in grpo_dirs]
     evals = [read_json(p) for p in eval_paths]
-    table = results_table(evals)
-    stats = {"distillation": read_json(traces_stats), "pairs": read_json(pairs_stats)}
-    curves = {"sft": training_curves(sft_dir), "dpo": training_curves(dpo_dir)}
+    # a stage's merged model evaluated as eval.checkpoints.<stage> is a row between sft and phase2
+    table = results_table(evals, ["phase1", "sft", *stages, "phase2"])
+    stats = {"distillation": read_json(traces_stats)}
+    if pairs_stats is not None:
+        stats["pairs"] = read_json(pairs_stats)
+    curves = {"sft": training_curves(sft_dir)}
+    if dpo_dir is not None:
+        curves["dpo"] = training_curves(dpo_dir)
+    for stage, d in zip(stages, grpo_dirs):
+        curves[stage] = training_curves(d)
+    if stages:
+        stats["rl_stages"] = {s: {k: round(v, 4) for k, v in stage_summary(curves[s]).items()} for s in stages}
     comparison = None
     if ballots_dir is not None and votes is not None:
         from compass.eval.compare import score_votes
@@ -389,8 +417,12 @@ def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out
             images.append(("deltas.png", "Change from the previous phase (ablation rows: from the default prompt)"))
         plot_curves(curves["sft"], SFT_KEYS, "SFT", tmp / "sft_curves.png")
         images.append(("sft_curves.png", "SFT training curves"))
-        plot_curves(curves["dpo"], DPO_KEYS, "DPO", tmp / "dpo_curves.png")
-        images.append(("dpo_curves.png", "DPO training curves: loss, reward margins and accuracies"))
+        if "dpo" in curves:
+            plot_curves(curves["dpo"], DPO_KEYS, "DPO", tmp / "dpo_curves.png")
+            images.append(("dpo_curves.png", "DPO training curves: loss, reward margins and accuracies"))
+        for stage in stages:
+            plot_curves(curves[stage], GRPO_KEYS, f"GRPO {stage}", tmp / f"{stage}_curves.png")
+            images.append((f"{stage}_curves.png", f"GRPO stage {stage}: rewards, KL, clip fractions, completion length"))
         plot_stats(stats, tmp / "stats.png")
         images.append(("stats.png", "Distillation and DPO pairs statistics"))
         if comparison and comparison["ratings"]:
@@ -405,9 +437,10 @@ def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out
 def add_arguments(p) -> None:
     p.add_argument("--evals", nargs="+", required=True, type=Path, help="evaluation summary JSONs")
     p.add_argument("--traces-stats", required=True, type=Path)
-    p.add_argument("--pairs-stats", required=True, type=Path)
+    p.add_argument("--pairs-stats", type=Path, default=None, help="DPO pairs stats (a recipe with DPO)")
     p.add_argument("--sft", required=True, type=Path, help="SFT adapter directory (its training_log.json)")
-    p.add_argument("--dpo", required=True, type=Path, help="DPO adapter directory (its training_log.json)")
+    p.add_argument("--dpo", type=Path, default=None, help="DPO adapter directory (its training_log.json; a recipe with DPO)")
+    p.add_argument("--grpo", nargs="+", type=Path, default=[], help="GRPO stage adapter directories (results/RUN/STAGE/adapter)")
     p.add_argument("--out", required=True, type=Path, help="report directory (index.html, summary.json, figures)")
     p.add_argument("--ballots", type=Path, default=None, help="blind-comparison ballots directory (compass compare ballots)")
     p.add_argument("--votes", type=Path, default=None, help="votes JSONL on those ballots: adds the ELO ratings")
@@ -415,7 +448,7 @@ def add_arguments(p) -> None:
 
 def main(args, cfg) -> None:
     summary = build(cfg["run"], args.evals, args.traces_stats, args.pairs_stats, args.sft, args.dpo, args.out,
-                    args.ballots, args.votes, cfg["eval"].get("compare"), cfg["seed"])
+                    args.ballots, args.votes, cfg["eval"].get("compare"), cfg["seed"], args.grpo)
     for task, models in summary["results"].items():
         for model, r in models.items():
             extra = f"  well-formed {r['well_formed_rate']:6.1%}" if r.get("well_formed_rate") is not None else ""

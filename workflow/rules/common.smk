@@ -17,6 +17,17 @@ if config["phase1"]["path"] and not os.path.isdir(PHASE1):
 # Models evaluated, by name (config eval.models) -> checkpoint directory.
 MODEL_DIRS = {"phase1": PHASE1, "sft": f"{RUN}/sft/merged", "phase2": f"{RUN}/final_vlm"}
 
+# The post-SFT stages (config train.recipe, docs/rl.md): each trains from the merged model of the stage
+# before it (the first from the SFT model) and writes {RUN}/{stage}/adapter and merged; compose takes the last.
+RECIPE = config["train"]["recipe"]
+PHASE2_LLM = f"{RUN}/{RECIPE[-1]}/merged" if RECIPE else f"{RUN}/sft/merged"
+
+
+def stage_start(stage):
+    """The merged model `stage` trains from (a stage not in the recipe: the SFT model)."""
+    i = RECIPE.index(stage) if stage in RECIPE else 0
+    return f"{RUN}/{RECIPE[i - 1]}/merged" if i > 0 else f"{RUN}/sft/merged"
+
 
 def sections(*keys):
     """Config sections a rule's subcommand reads, as JSON: passed as --params and compared by

@@ -1,10 +1,10 @@
-# The final VLM: the DPO-merged LLM put back with Phase 1's frozen vision tower and projector.
+# The final VLM: the last stage's merged LLM (train.recipe) put back with Phase 1's frozen vision tower and projector.
 
 
 rule compose:
     input:
         phase1=PHASE1,
-        llm=rules.merge_dpo.output,
+        llm=PHASE2_LLM,
     output:
         directory(f"{RUN}/final_vlm"),
     log:

@@ -1,4 +1,5 @@
-# DPO: preference pairs from the traces, LoRA DPO from the SFT-merged LLM, then merged.
+# DPO: preference pairs from the traces, LoRA DPO from the previous stage's merged LLM (train.recipe; the
+# SFT model in the seed's [dpo]), then merged.
 
 
 ON_POLICY = config["pairs"]["on_policy_ratio"] > 0
@@ -7,7 +8,7 @@ ON_POLICY = config["pairs"]["on_policy_ratio"] > 0
 rule policy_samples:
     input:
         traces=rules.gather_traces.output.traces,
-        model=rules.merge_sft.output,
+        model=stage_start("dpo"),
     output:
         f"{RUN}/dpo/policy_samples.jsonl",
     params:
@@ -48,7 +49,7 @@ rule pairs:
 rule dpo:
     input:
         pairs=rules.pairs.output.pairs,
-        llm=rules.merge_sft.output,
+        llm=stage_start("dpo"),
     output:
         directory(f"{RUN}/dpo/adapter"),
     params:
@@ -68,7 +69,7 @@ rule dpo:
 
 rule merge_dpo:
     input:
-        base=rules.merge_sft.output,
+        base=stage_start("dpo"),
         adapter=rules.dpo.output,
     output:
         directory(f"{RUN}/dpo/merged"),

@@ -131,6 +131,11 @@ rule compare_ballots:
         " --out {params.outdir} > {log} 2>&1"
 
 
+# Training curves of the post-SFT stages (train.recipe): DPO's, and one figure per GRPO stage.
+DPO_IN_RECIPE = "dpo" in RECIPE
+GRPO_STAGES = [s for s in RECIPE if s != "dpo"]
+
+
 def report_evals():
     evals = expand(f"{RUN}/eval/{{model}}/{{task}}.json", model=EVAL_MODELS, task=EVAL["tasks"])
     evals += expand(f"{RUN}/eval/{{model}}/{{variant}}/{{task}}.json", model=ABLATION_MODELS,
@@ -142,9 +147,10 @@ rule report:
     input:
         evals=report_evals(),
         traces_stats=f"{RUN}/traces/traces.stats.json",
-        pairs_stats=f"{RUN}/dpo/pairs.stats.json",
+        pairs_stats=f"{RUN}/dpo/pairs.stats.json" if DPO_IN_RECIPE else [],
         sft=rules.sft.output,
-        dpo=rules.dpo.output,
+        dpo=rules.dpo.output if DPO_IN_RECIPE else [],
+        grpo=[f"{RUN}/{s}/adapter" for s in GRPO_STAGES],
         ballots=rules.compare_ballots.output.key if COMPARE_ON else [],
         votes=COMPARE["votes"] if COMPARE_ON and COMPARE["votes"] else [],
     output:
@@ -152,7 +158,10 @@ rule report:
         summary=f"{RUN}/report/summary.json",
         results=report(f"{RUN}/report/results.png", category="Evaluation", labels={"figure": "main metric per task and model"}),
         sft=report(f"{RUN}/report/sft_curves.png", category="Training", labels={"figure": "SFT curves"}),
-        dpo=report(f"{RUN}/report/dpo_curves.png", category="Training", labels={"figure": "DPO curves"}),
+        **({"dpo": report(f"{RUN}/report/dpo_curves.png", category="Training", labels={"figure": "DPO curves"})}
+           if DPO_IN_RECIPE else {}),
+        **{f"{s}_curves": report(f"{RUN}/report/{s}_curves.png", category="Training", labels={"figure": f"{s} curves"})
+           for s in GRPO_STAGES},
         stats=report(f"{RUN}/report/stats.png", category="Data", labels={"figure": "distillation and pairs"}),
     params:
         cfg=sections("eval", "run", "seed"),
@@ -167,5 +176,6 @@ rule report:
     container: config["containers"]["eval"]
     shell:
         "compass report --params {params.cfg:q} --evals {input.evals} --traces-stats {input.traces_stats}"
-        " --pairs-stats {input.pairs_stats} --sft {input.sft} --dpo {input.dpo} --out {params.outdir} {params.compare}"
-        " > {log} 2>&1"
+        + (" --pairs-stats {input.pairs_stats}" if DPO_IN_RECIPE else "") + " --sft {input.sft}"
+        + (" --dpo {input.dpo}" if DPO_IN_RECIPE else "") + (" --grpo {input.grpo}" if GRPO_STAGES else "")
+        + " --out {params.outdir} {params.compare} > {log} 2>&1"
