@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -76,3 +78,10 @@ def test_industry_score():
     outs = ['{"prediction": "銀行"}', '{"prediction": "小売"}', '{"prediction": "不明"}']
     _, s = edinet.score("industry_prediction", rows, outs)
     assert s["accuracy"] == 1.0 and s["n_parsed"] == 2 and s["parse_failures"] == {"invalid_prediction": 1}
+
+
+def test_roc_auc_is_undefined_with_one_class_and_mcc_zero_without_a_margin():
+    rows = [{"id": 0, "label": 1}, {"id": 1, "label": 1}]
+    _, s = edinet.score("fraud_detection", rows, ['{"prob": 0.9, "prediction": 1}', '{"prob": 0.2, "prediction": 0}'])
+    assert s["roc_auc"] is None and s["mcc"] == 0.0 and s["precision"] == 1.0 and s["recall"] == 0.5
+    assert json.loads(json.dumps(s)) == s  # plain floats in the summary

@@ -4,7 +4,6 @@ tasks (chABSA, EDINET-Bench) on small files written here in their upstream schem
 from __future__ import annotations
 
 import json
-import zipfile
 
 import pytest
 
@@ -55,21 +54,15 @@ def test_cpa_audit_rows_like_the_harness_loader():
 
 
 def _xlsx(path, header, rows):
-    """A minimal .xlsx (inline strings and numbers) in the layout of CPA_AUDIT.xlsx."""
-    def cell(ref, v):
-        if isinstance(v, (int, float)):
-            return f'<c r="{ref}"><v>{v}</v></c>'
-        return f'<c r="{ref}" t="inlineStr"><is><t>{v}</t></is></c>'
-    cols = "ABCDEFGHIJKLMNOPQ"
-    body = "".join(f'<row r="{i + 1}">' + "".join(cell(f"{cols[j]}{i + 1}", v) for j, v in enumerate(r) if v is not None) + "</row>"
-                   for i, r in enumerate([header, *rows]))
-    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("xl/workbook.xml", f'<workbook {ns} xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-                   '<sheets><sheet name="data" sheetId="1" r:id="rId1"/></sheets></workbook>')
-        z.writestr("xl/_rels/workbook.xml.rels", '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-                   '<Relationship Id="rId1" Target="worksheets/sheet1.xml"/></Relationships>')
-        z.writestr("xl/worksheets/sheet1.xml", f"<worksheet {ns}><sheetData>{body}</sheetData></worksheet>")
+    """An .xlsx in the layout of CPA_AUDIT.xlsx (sheet "data", the header row first)."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "data"
+    for row in [header, *rows]:
+        sheet.append(row)
+    workbook.save(path)
 
 
 def test_cpa_audit_xlsx_written_here(tmp_path):
@@ -85,6 +78,9 @@ def test_cpa_audit_xlsx_written_here(tmp_path):
     out = tasks.load_task("cpa_audit", {"path": str(path)})
     assert out == [{"id": 0, "question": "正しいものの組合せを選べ。", "context": "ア: 文1\nイ: 文2\nウ: 文3",
                     "choices": {"id": [0, 1, 2, 3, 4, 5], "text": combos}, "answer": 2}]
+    (tmp_path / "broken.xlsx").write_bytes(b"not a spreadsheet")
+    with pytest.raises(CompassError, match="broken.xlsx: not a readable .xlsx file"):
+        tasks.load_task("cpa_audit", {"path": str(tmp_path / "broken.xlsx")})
 
 
 def test_chabsa_from_its_release_directory(tmp_path):

@@ -9,7 +9,7 @@ The answer is upstream's JSON object (``{"reasoning", "prob", "prediction"}``), 
 ``extract_json_between_markers`` does (a fenced ```json block first, then any ``{...}``), but with
 a real JSON scanner so that braces inside the reasoning do not cut the object short. A row whose
 answer has no JSON object or no valid ``prediction`` is a *parse failure*: counted and reported
-(``parse_failure_rate``, and why), never silently dropped. Metrics, as upstream's leaderboard
+(``parse_failure_rate``, and why), never silently dropped. Metrics (scikit-learn's), as upstream's leaderboard
 computes them, are over the parsed rows (binary tasks: accuracy, precision, recall, F1, MCC and
 ROC-AUC from ``prob``; industry: accuracy and macro-F1); ``accuracy_all`` counts every parse
 failure as wrong.
@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-
-from compass.eval import metrics
 
 SYSTEM_PROMPT = "You are a financial analyst."
 DEFAULT_SHEETS = ("summary", "bs", "pl", "cf")
@@ -194,14 +192,22 @@ def score(task: str, rows: list[dict], outputs: list[str]) -> tuple[list[dict], 
         keys = ("accuracy", "macro_f1") if task == "industry_prediction" else ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc")
         summary.update({k: None for k in keys})
         return graded, summary
+    from sklearn import metrics
+
+    summary["accuracy"] = float(metrics.accuracy_score(gold, pred))
     if task == "industry_prediction":
-        summary["accuracy"] = metrics.accuracy(gold, pred)
-        summary["macro_f1"] = metrics.macro_f1(gold, pred)
+        summary["macro_f1"] = float(metrics.f1_score(gold, pred, average="macro", zero_division=0))
         return graded, summary
     with_prob = [g for g in ok if g["prob"] is not None]
-    rep = metrics.binary_report(gold, pred)
-    rep["roc_auc"] = metrics.roc_auc([g["label"] for g in with_prob], [g["prob"] for g in with_prob]) if with_prob else None
-    summary.update(rep)
+    prob_gold = [g["label"] for g in with_prob]
+    summary.update(
+        precision=float(metrics.precision_score(gold, pred, zero_division=0)),
+        recall=float(metrics.recall_score(gold, pred, zero_division=0)),
+        f1=float(metrics.f1_score(gold, pred, zero_division=0)),
+        mcc=float(metrics.matthews_corrcoef(gold, pred)),
+        # undefined (None) unless the rows with a probability hold both classes
+        roc_auc=float(metrics.roc_auc_score(prob_gold, [g["prob"] for g in with_prob])) if len(set(prob_gold)) == 2 else None,
+    )
     summary["n_with_prob"] = len(with_prob)
     summary["label_balance"] = sum(g["label"] for g in graded) / n if n else 0.0
     return graded, summary

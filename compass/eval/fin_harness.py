@@ -23,8 +23,6 @@ from __future__ import annotations
 import logging
 import time
 
-from compass.eval import metrics
-
 MC_DESCRIPTIONS = {
     "cma_basics": "以下の問題の適切な答えを選択肢から選んでアルファベットで答えなさい。\n\n\n",
     "security_sales_1": "以下の問題の適切な答えを選択肢から選んでアルファベットで答えなさい。\n\n\n",
@@ -118,15 +116,17 @@ def task_config(task: str, rows: list[dict]) -> dict:
     return base
 
 
-def chabsa_macro_f1(gold: list, pred: list) -> float:
+def chabsa_macro_f1(gold: list, pred: list, labels=CHABSA_CHOICES) -> float:
     """Mean F1 of the positive and negative classes (= the harness's adjusted 3-class macro F1)."""
-    return metrics.macro_f1(gold, pred, labels=CHABSA_CHOICES)
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(gold, pred, labels=list(labels), average="macro", zero_division=0))
 
 
 def chabsa_f1_items(items) -> float:
     """lm-eval aggregation over (gold index, pred index) pairs; a neutral gold is index -100."""
     gold, pred = zip(*items)
-    return metrics.macro_f1(list(gold), list(pred), labels=[0, 1])
+    return chabsa_macro_f1(list(gold), list(pred), labels=[0, 1])
 
 
 # --- running ------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from xml.etree import ElementTree
 
 from compass.io import CompassError, write_jsonl
 
@@ -82,58 +81,23 @@ def get_task(name: str) -> Task:
 
 
 def read_xlsx(path, sheet: int = 0) -> list[dict]:
-    """Rows of one worksheet of an .xlsx file as dicts keyed by the first row (stdlib only).
+    """Rows of one worksheet of an .xlsx file (openpyxl) as dicts keyed by the first row; numbered
+    headers ("1.0") become "1", empty rows are left out."""
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
 
-    Shared and inline strings and numbers are read; numbers stay floats ("1.0" headers become
-    "1"). Enough for CPA_AUDIT.xlsx; not a general spreadsheet reader (no dates, no formulas)."""
-    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
-    rel_ns = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
     try:
-        zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as e:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (OSError, KeyError, zipfile.BadZipFile, InvalidFileException) as e:
         raise CompassError(f"{path}: not a readable .xlsx file ({e})") from None
-    with zf:
-        strings: list[str] = []
-        if "xl/sharedStrings.xml" in zf.namelist():
-            for si in ElementTree.fromstring(zf.read("xl/sharedStrings.xml")).findall("m:si", ns):
-                strings.append("".join(t.text or "" for t in si.iter(f"{{{ns['m']}}}t")))
-        wb = ElementTree.fromstring(zf.read("xl/workbook.xml"))
-        rels = ElementTree.fromstring(zf.read("xl/_rels/workbook.xml.rels"))
-        targets = {r.get("Id"): r.get("Target") for r in rels}
-        sheets = wb.findall("m:sheets/m:sheet", ns)
-        target = targets[sheets[sheet].get(rel_ns)].lstrip("/")
-        target = target if target.startswith("xl/") else f"xl/{target}"
-        root = ElementTree.fromstring(zf.read(target))
-    table: list[dict[int, object]] = []
-    for row in root.iter(f"{{{ns['m']}}}row"):
-        cells: dict[int, object] = {}
-        for c in row.findall("m:c", ns):
-            col = _column_index(c.get("r", ""))
-            kind = c.get("t")
-            v = c.find("m:v", ns)
-            if kind == "s" and v is not None:
-                cells[col] = strings[int(v.text)]
-            elif kind == "inlineStr":
-                cells[col] = "".join(t.text or "" for t in c.iter(f"{{{ns['m']}}}t"))
-            elif v is not None and v.text is not None:
-                try:
-                    cells[col] = float(v.text)
-                except ValueError:
-                    cells[col] = v.text
-        table.append(cells)
+    try:
+        table = list(workbook.worksheets[sheet].iter_rows(values_only=True))
+    finally:
+        workbook.close()
     if not table:
         return []
-    header = {i: _header_name(v) for i, v in table[0].items()}
-    return [{header[i]: row.get(i) for i in header} for row in table[1:] if row]
-
-
-def _column_index(ref: str) -> int:
-    n = 0
-    for ch in ref:
-        if not ch.isalpha():
-            break
-        n = n * 26 + ord(ch.upper()) - 64
-    return n - 1
+    header = [None if v is None else _header_name(v) for v in table[0]]
+    return [{h: v for h, v in zip(header, row) if h is not None} for row in table[1:] if any(v is not None for v in row)]
 
 
 def _header_name(v) -> str:
