@@ -81,6 +81,19 @@ def test_grpo_config_and_trainer_are_trl_with_lora_and_no_second_model(demo_conf
         grpo.config({**sec, "num_generations": 3}, 0, tmp_path / "c")
 
 
+def test_pass_rate_band_keeps_what_the_model_does_not_always_solve(demo_config, phase1_llm, prompts):
+    from compass.io import read_jsonl
+    from compass.train import grpo
+
+    rows = read_jsonl(prompts)[:3]
+    sec = {**demo_config["grpo"], "max_completion_length": 8}
+    sec["data"] = {**sec["data"], "pass_rate": {**sec["data"]["pass_rate"], "samples": 2}}
+    rates = grpo.pass_rates(rows, phase1_llm, {}, sec, 0)
+    assert rates == [0.0, 0.0, 0.0]  # random weights solve nothing
+    assert grpo.in_band(rows, [0.0, 0.5, 1.0], 0.0, 0.75) == rows[:2]  # always solved: nothing left to learn
+    assert grpo.in_band(rows, [0.0, 0.5, 1.0], 0.25, 0.75) == rows[1:2]
+
+
 def test_a_grpo_stage_runs_end_to_end_and_resumes_after_a_kill(tmp_path, prompts, phase1_llm):
     out, ckpt = tmp_path / "adapter", tmp_path / "ckpt"
     cmd = grpo_cmd(prompts, phase1_llm, out, ckpt)

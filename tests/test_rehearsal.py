@@ -27,6 +27,8 @@ MAY_DIFFER = {
     "sft.save_steps",
     "dpo.num_train_epochs", "dpo.global_batch_size", "dpo.micro_batch_size", "dpo.max_length", "dpo.logging_steps",
     "dpo.save_steps",
+    "grpo.num_train_epochs", "grpo.global_batch_size", "grpo.micro_batch_size", "grpo.num_generations",
+    "grpo.max_completion_length", "grpo.max_length", "grpo.logging_steps", "grpo.save_steps", "grpo.data.limit",
     "merge.dtype",
     "pairs.on_policy_samples", "pairs.sampling.max_new_tokens", "pairs.sampling.batch_size",
     "eval.data.*", "eval.batch_size", "eval.max_new_tokens", "eval.limit", "eval.max_prompt_tokens", "eval.dtype",

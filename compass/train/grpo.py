@@ -23,6 +23,7 @@ Rewards, KL, clip fractions and completion lengths are in training_log.json (the
 
 from __future__ import annotations
 
+import gc
 import random
 from pathlib import Path
 
@@ -100,6 +101,8 @@ def pass_rates(rows: list[dict], model_path, chat_cfg: dict, sec: dict, seed: in
                                    top_p=sec["top_p"], n=band["samples"], seed=seed)
     outs = generation.texts(engine.generate([prompt_messages(r["problem"], r.get("lang")) for r in rows], sampling,
                                             desc="pass rate"))
+    del engine  # its memory (a GPU's, for vLLM) goes back before the trainer loads the model
+    gc.collect()
     return [sum(is_correct(o, r["answer"]) for o in outs_r) / len(outs_r) for r, outs_r in zip(rows, outs)]
 
 
