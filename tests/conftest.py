@@ -3,6 +3,7 @@ in); tests that need them skip cleanly when it is absent."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -29,6 +30,36 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data fixture not found: {path}")
     return path
+
+
+def demo_traces(n: int, seed: int = 0) -> list[dict]:
+    """n of the project's own synthetic problems (compass.data.demo, English and Japanese) as teacher
+    traces: the worked solution as the thinking, in the trace format."""
+    from compass.data import demo
+    from compass.trace_format import format_response
+
+    train, _ = demo.generate(n, 0, seed=seed)
+    return [{"id": r["id"], "source": r["source"], "lang": r["lang"], "problem": r["problem"], "answer": r["answer"],
+             "response": format_response(r["problem"], r["solution"], r["answer"])} for r in train]
+
+
+def real_traces() -> list[dict]:
+    """GSM8K test and MATH-500 from ../shared/data as teacher traces (their worked solutions as the
+    thinking), or skip the calling test when they are missing."""
+    from compass.trace_format import format_response
+
+    rows = []
+    for name in ("gsm8k", "math500"):
+        with open(shared_file(name, "test.jsonl"), encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                r = json.loads(line)
+                if name == "gsm8k":
+                    rid, problem, (solution, answer) = f"gsm8k-test-{i:05d}", r["question"], r["answer"].rsplit("####", 1)
+                else:
+                    rid, problem, solution, answer = f"math500-{i:03d}", r["problem"], r["solution"], r["answer"]
+                rows.append({"id": rid, "source": name, "lang": "en", "problem": problem, "answer": answer.strip(),
+                             "response": format_response(problem, solution, answer)})
+    return rows
 
 
 @pytest.fixture(scope="session")

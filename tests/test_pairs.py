@@ -1,6 +1,8 @@
-"""The DPO pair generator on real text: GSM8K and MATH-500 rows from ../shared/data turned into
-traces (the worked solution as the <Thinking>, the gold answer boxed), and every guarantee of the
-stage checked on them: strategies, written forms, fallbacks, validation, determinism, on-policy."""
+"""The DPO pair generator on traces the project makes itself (compass.data.demo's English and Japanese
+word problems through the trace format), every guarantee of the stage checked on them: strategies,
+written forms, fallbacks, validation, determinism, on-policy pairs graded by compass.answers. The same
+checks run on real text too (GSM8K and MATH-500 rows from ../shared/data as traces), as extra evidence
+that skips when those files are absent."""
 
 from __future__ import annotations
 
@@ -12,60 +14,26 @@ from fractions import Fraction
 
 import pytest
 
-from compass.pairs import corrupt
-from compass.pairs.build import (
-    RowRandom, build_pairs, check_row, corrupt as corrupt_row, make_settings, mix_on_policy, pair_dict, pair_line, pair_parts,
-    row_rng, samples_for,
-)
 from compass.answers import is_correct as grade
+from compass.pairs import corrupt
+from compass.pairs.build import DEFAULT_WEIGHTS, build_pairs, check_row, make_settings, row_random
 from compass.pairs.corrupt import NUMBER_RE, STRATEGIES, omit_thinking, tamper_answer, tamper_boxed, tamper_thinking_numbers
+from compass.pairs.on_policy import mix_on_policy, samples_for
 from compass.trace_format import format_response, parse, parse_sections, prompt_messages
-from conftest import shared_file
+from conftest import demo_traces, real_traces
 
 # ------------------------------------------------------------------------------------------------
-# Real traces
+# Traces: the project's own, and real ones
 # ------------------------------------------------------------------------------------------------
 
 
-def _gsm8k_traces(split: str, limit: int | None = None) -> list[dict]:
-    rows = []
-    with open(shared_file("gsm8k", f"{split}.jsonl"), encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if limit is not None and i >= limit:
-                break
-            r = json.loads(line)
-            solution, answer = r["answer"].rsplit("####", 1)
-            rows.append(_trace(f"gsm8k-{split}-{i:05d}", "gsm8k", r["question"], solution, answer.strip()))
-    return rows
-
-
-def _math500_traces() -> list[dict]:
-    rows = []
-    with open(shared_file("math500", "test.jsonl"), encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            r = json.loads(line)
-            rows.append(_trace(f"math500-{i:03d}", "math500", r["problem"], r["solution"], r["answer"]))
-    return rows
-
-
-def _trace(rid, source, problem, thinking, answer, lang="en") -> dict:
-    return {"id": rid, "source": source, "lang": lang, "problem": problem, "answer": answer,
-            "response": format_response(problem, thinking, answer)}
-
-
 @pytest.fixture(scope="module")
-def gsm8k() -> list[dict]:
-    return _gsm8k_traces("test")
+def traces() -> list[dict]:
+    return demo_traces(1000)
 
 
-@pytest.fixture(scope="module")
-def math500() -> list[dict]:
-    return _math500_traces()
-
-
-@pytest.fixture(scope="module")
-def real(gsm8k, math500) -> list[dict]:
-    return gsm8k + math500
+def _thinking(row) -> str:
+    return row["response"].split("<Thinking>")[1].split("</Thinking>")[0]
 
 
 def _parts(text: str):
@@ -75,19 +43,20 @@ def _parts(text: str):
 
 
 # ------------------------------------------------------------------------------------------------
-# The pairs as a whole
+# The checks, over any list of traces: each test below runs one on the project's own traces, and
+# test_every_check_on_real_traces runs them all on real ones.
 # ------------------------------------------------------------------------------------------------
 
 
-def test_every_real_trace_gives_a_conversational_pair(real):
-    pairs, stats = build_pairs(real, seed=42)
-    assert len(pairs) == len(real) == stats["rows_in"] == stats["pairs_out"]
-    by_id = {r["id"]: r for r in real}
+def check_conversational_pairs(rows):
+    pairs, stats = build_pairs(rows, seed=42)
+    assert len(pairs) == len(rows) == stats["rows_in"] == stats["pairs_out"]
+    by_id = {r["id"]: r for r in rows}
     for p in pairs:
         row = by_id[p["id"]]
         assert list(p) == ["id", "source", "lang", "strategy", "prompt", "chosen", "rejected"]
-        assert p["source"] == row["source"] and p["lang"] == "en"
-        assert p["prompt"] == prompt_messages(row["problem"], "en")
+        assert p["source"] == row["source"] and p["lang"] == row["lang"]
+        assert p["prompt"] == prompt_messages(row["problem"], row["lang"])
         assert [m["role"] for m in p["prompt"]] == ["system", "user"]
         assert p["chosen"] == [{"role": "assistant", "content": row["response"]}]
         assert len(p["rejected"]) == 1 and p["rejected"][0]["role"] == "assistant"
@@ -97,36 +66,23 @@ def test_every_real_trace_gives_a_conversational_pair(real):
     assert stats["pairs_out"] + sum(stats["dropped"].values()) == stats["rows_in"]
 
 
-def test_strategies_are_drawn_with_the_configured_weights(real):
-    pairs, stats = build_pairs(real, seed=42)
-    n = len(real)
+def check_weights(rows):
+    pairs, stats = build_pairs(rows, seed=42)
+    n = len(rows)
     drawn = Counter(stats["strategies"])
     for src, k in stats["fallback_paths"].items():  # count each row under the strategy first drawn
         a, b = src.split("->")
         drawn[a] += k
         drawn[b] -= k
-    for name, w in {"omit_thinking": 0.34, "tamper_thinking_numbers": 0.33, "tamper_answer": 0.33}.items():
+    for name, w in DEFAULT_WEIGHTS.items():
         assert abs(drawn[name] / n - w) < 0.03, (name, drawn)
-    _, skewed = build_pairs(real, seed=42, weights={"omit_thinking": 0.0, "tamper_thinking_numbers": 0.1, "tamper_answer": 0.9})
+    _, skewed = build_pairs(rows, seed=42, weights={"omit_thinking": 0.0, "tamper_thinking_numbers": 0.1, "tamper_answer": 0.9})
     assert skewed["strategies"]["omit_thinking"] == 0
     assert skewed["strategies"]["tamper_answer"] > 0.8 * n
 
 
-def test_pair_line_is_the_canonical_json_of_the_pair(real):
-    s = make_settings()
-    for row in real[:300] + [dict(real[0], id=7, source=None), dict(real[1], lang="ja", source="日本語")]:
-        parts = pair_parts(row, s, Counter())
-        line = pair_line(row, *parts)
-        assert line == json.dumps(pair_dict(row, *parts), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-# ------------------------------------------------------------------------------------------------
-# Each strategy on every real trace
-# ------------------------------------------------------------------------------------------------
-
-
-def test_omit_thinking_empties_the_thinking_and_keeps_the_rest(real):
-    for row in real:
+def check_omit_thinking(rows):
+    for row in rows:
         text = row["response"]
         out = omit_thinking(text, random.Random(0))
         a, b = _parts(text), _parts(out)
@@ -157,11 +113,11 @@ def _assert_same_written_form(before: str, after: str):
         assert re.sub(r"[^0-9\uff10-\uff19]", "", new).strip("0\uff10"), (old, new)
 
 
-def test_tamper_thinking_numbers_changes_only_numbers_inside_the_thinking(real):
+def check_tamper_thinking_numbers(rows):
     changed = 0
-    for row in real:
+    for row in rows:
         text = row["response"]
-        out = tamper_thinking_numbers(text, row_rng(42, row["id"]))
+        out = tamper_thinking_numbers(text, row_random(42, row["id"]))
         sec = _parts(text)
         if not NUMBER_RE.search(text, *sec.thinking):
             assert out is None
@@ -171,7 +127,139 @@ def test_tamper_thinking_numbers_changes_only_numbers_inside_the_thinking(real):
         assert out[:t0] == text[:t0] and out[t1:] == text[t1:]  # nothing outside <Thinking>
         _assert_same_written_form(text[t0:t1], out[t0:t1])
         changed += 1
-    assert changed > 0.95 * len(real)
+    assert changed > 0.95 * len(rows)
+
+
+def check_full_width_digits_stay_full_width(rows):
+    to_fw = str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10)))
+    for row in rows[:200]:
+        text = format_response(row["problem"], _thinking(row).translate(to_fw), row["answer"])
+        out = tamper_thinking_numbers(text, row_random(1, row["id"]))
+        t0, t1 = _parts(text).thinking
+        assert out[:t0] == text[:t0] and out[t1:] == text[t1:]
+        _assert_same_written_form(text[t0:t1], out[t0:t1])
+        assert not re.search("[0-9]", out[t0:t1])
+
+
+def check_tamper_answer(rows):
+    for row in rows:
+        text = row["response"]
+        out = tamper_answer(text, row_random(42, row["id"]))
+        sec = _parts(text)
+        b0, b1 = sec.boxed
+        if out is None:  # answers it cannot alter: no number, letter, opposite word or binary +/-
+            assert not re.search(r"[0-9]", text[b0:b1])
+            continue
+        new = _parts(out)
+        assert out[: new.boxed[0]] == text[:b0] and out[new.boxed[1] :] == text[b1:]
+        assert out[new.boxed[0] : new.boxed[1]] != text[b0:b1]
+
+
+def check_no_strategy_returns_the_chosen_text(rows):
+    for row in rows:
+        for name, fn in corrupt.CORRUPTIONS.items():
+            for seed in range(3):
+                out = fn(row["response"], row_random(seed, row["id"]))
+                assert out is None or out != row["response"], name
+
+
+def _lines(pairs):
+    return [json.dumps(p, ensure_ascii=False, separators=(",", ":")) for p in pairs]
+
+
+def check_same_pairs_whatever_the_row_order(rows):
+    a, sa = build_pairs(rows, seed=42)
+    shuffled = list(rows)
+    random.Random(3).shuffle(shuffled)
+    b, sb = build_pairs(shuffled, seed=42)
+    assert a == b and sa == sb  # the bytes of the file: tests/test_pairs_cli.py
+    assert [p["id"] for p in a] == sorted(p["id"] for p in a)  # sorted by id
+    assert build_pairs(rows[:200], seed=43)[0] != build_pairs(rows[:200], seed=42)[0]
+    alone, _ = build_pairs([rows[17]], seed=42)  # a row depends only on its own id and the seed
+    assert alone[0] in a
+
+
+REASONS = {f"{kind}_{tag}" for kind in ("missing", "duplicate") for tag in ("problem", "thinking", "answer")} | {
+    "tags_out_of_order", "no_boxed_answer", "empty_boxed_answer"}
+
+
+def _answer_first(text: str) -> str:
+    sec = _parts(text)
+    a0, a1 = sec.answer
+    problem = text[: sec.thinking[0] - len("<Thinking>")]
+    thinking = text[sec.thinking[0] - len("<Thinking>") : sec.thinking[1] + len("</Thinking>")]
+    return problem + text[a0 - len("<Answer>") : a1 + len("</Answer>")] + "\n" + thinking
+
+
+def check_the_parser_on_randomly_broken_traces(rows):
+    """Tags dropped, duplicated or moved at random: every verdict names a known reason, a text is
+    well formed exactly when its tags come in the one order with a non-empty box last in <Answer>,
+    and the box found (leniently, in a malformed text) is a box."""
+    rng = random.Random(0)
+    tags = ["<Problem>", "</Problem>", "<Thinking>", "</Thinking>", "<Answer>", "</Answer>", "\\boxed{", "}"]
+    texts = []
+    for row in rows[:400]:
+        t = row["response"]
+        texts.append(t)
+        for _ in range(6):
+            u = t
+            for _ in range(rng.randint(1, 3)):
+                tag = rng.choice(tags)
+                i = u.find(tag)
+                if i == -1:
+                    continue
+                op = rng.randrange(3)
+                if op == 0:
+                    u = u[:i] + u[i + len(tag):]
+                else:
+                    j = rng.randrange(len(u) + 1)
+                    u = (u[:i] + u[i + len(tag):]) if op == 2 else u
+                    u = u[:j] + tag + u[j:]
+            texts.append(u)
+    texts += [_answer_first(rows[0]["response"]), "", "<Problem></Problem><Thinking></Thinking><Answer>\\boxed{}</Answer>",
+              "<Problem>p</Problem><Thinking>t</Thinking><Answer>\\boxed{ \n}</Answer>", "<Answer>\\boxed{1}</Answer>",
+              "<Problem><Thinking></Problem></Thinking><Answer>\\boxed{1}</Answer>"]
+    order = ["<Problem>", "</Problem>", "<Thinking>", "</Thinking>", "<Answer>", "</Answer>"]
+    bad = 0
+    for t in texts:
+        sections, reason = parse(t)
+        assert reason is None or reason in REASONS, reason
+        in_order = re.findall(r"</?(?:Problem|Thinking|Answer)>", t) == order
+        assert (reason is None) == (in_order and reason not in ("no_boxed_answer", "empty_boxed_answer")), (reason, t[:200])
+        if sections.boxed is not None:  # leniently found or not, the box is a box
+            assert t[: sections.boxed[0]].endswith("\\boxed{") and t[sections.boxed[1]] == "}"
+        bad += reason is not None
+    assert bad > len(texts) // 2
+
+
+CHECKS = [check_conversational_pairs, check_weights, check_omit_thinking, check_tamper_thinking_numbers,
+          check_full_width_digits_stay_full_width, check_tamper_answer, check_no_strategy_returns_the_chosen_text,
+          check_same_pairs_whatever_the_row_order, check_the_parser_on_randomly_broken_traces]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__.removeprefix("check_") for c in CHECKS])
+def test_on_the_projects_own_traces(check, traces):
+    check(traces)
+
+
+def test_every_row_check_on_real_traces():
+    """A third of GSM8K test and all of MATH-500 as traces (their worked solutions as the thinking): real
+    wording, thousands separators, decimals, LaTeX answers of every kind, through every check of one
+    row (the weights, the row order and three seeds per strategy are checked on the project's traces;
+    real traces in any order through the CLI in tests/test_pairs_cli.py). Skips without ../shared/data."""
+    real = real_traces()
+    real = [r for r in real if r["source"] == "gsm8k"][::3] + [r for r in real if r["source"] == "math500"]
+    for check in CHECKS:
+        if check not in (check_weights, check_same_pairs_whatever_the_row_order, check_no_strategy_returns_the_chosen_text):
+            check(real)
+    for answer, pattern, value in ANSWER_KINDS:  # the kinds MATH-500's gold answers have, on their own rows
+        for row in (r for r in real if r["answer"] == answer):
+            check_answer_kind(row, answer, pattern, value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Each strategy on written forms and kinds of answer
+# ------------------------------------------------------------------------------------------------
 
 
 def test_tampered_numbers_keep_their_written_form():
@@ -187,32 +275,6 @@ def test_tampered_numbers_keep_their_written_form():
             _assert_same_written_form(written, out)
             assert out[0] == written[0] or written[0].isdigit()  # sign / currency kept
             assert out.endswith("%") == written.endswith("%")
-
-
-def test_full_width_digits_stay_full_width_in_real_text(gsm8k):
-    to_fw = str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10)))
-    for row in gsm8k[:200]:
-        thinking = row["response"].split("<Thinking>")[1].split("</Thinking>")[0].translate(to_fw)
-        text = format_response(row["problem"], thinking, row["answer"])
-        out = tamper_thinking_numbers(text, row_rng(1, row["id"]))
-        t0, t1 = _parts(text).thinking
-        assert out[:t0] == text[:t0] and out[t1:] == text[t1:]
-        _assert_same_written_form(text[t0:t1], out[t0:t1])
-        assert not re.search("[0-9]", out[t0:t1])
-
-
-def test_tamper_answer_changes_only_the_boxed_value(real):
-    for row in real:
-        text = row["response"]
-        out = tamper_answer(text, row_rng(42, row["id"]))
-        sec = _parts(text)
-        b0, b1 = sec.boxed
-        if out is None:  # answers it cannot alter: no number, letter, opposite word or binary +/-
-            assert not re.search(r"[0-9]", text[b0:b1])
-            continue
-        new = _parts(out)
-        assert out[: new.boxed[0]] == text[:b0] and out[new.boxed[1] :] == text[b1:]
-        assert out[new.boxed[0] : new.boxed[1]] != text[b0:b1]
 
 
 def _frac(s):
@@ -243,18 +305,10 @@ ANSWER_KINDS = [
 ]
 
 
-@pytest.mark.parametrize("answer,pattern,value", ANSWER_KINDS, ids=[a for a, _, _ in ANSWER_KINDS])
-def test_tamper_answer_keeps_the_kind_of_value_on_real_rows(answer, pattern, value, real):
-    # The real row whose gold answer this is, else a real MATH-500 solution boxed with it (1,000,
-    # 0.5 and \sqrt{2} are not gold answers of these fixtures).
-    row = next((r for r in real if r["answer"] == answer), None)
-    if row is None:
-        base = real[-1]
-        row = dict(base, id=f"{base['id']}-as-{answer}", answer=answer,
-                   response=format_response(base["problem"], base["response"].split("<Thinking>")[1].split("</Thinking>")[0], answer))
+def check_answer_kind(row, answer, pattern, value):
     seen = set()
     for i in range(40):
-        out = tamper_answer(row["response"], row_rng(i, row["id"]))
+        out = tamper_answer(row["response"], row_random(i, row["id"]))
         assert out is not None
         sec = _parts(out)
         new = out[sec.boxed[0] : sec.boxed[1]]
@@ -263,6 +317,13 @@ def test_tamper_answer_keeps_the_kind_of_value_on_real_rows(answer, pattern, val
         seen.add(new)
     if answer not in ("\\text{even}", "p - q"):  # those have a single opposite
         assert len(seen) > 1  # not one fixed replacement
+
+
+@pytest.mark.parametrize("answer,pattern,value", ANSWER_KINDS, ids=[a for a, _, _ in ANSWER_KINDS])
+def test_tamper_answer_keeps_the_kind_of_value(answer, pattern, value, traces):
+    base = traces[0]  # a trace of the project's own, its answer replaced
+    row = dict(base, id=f"{base['id']}-as-{answer}", answer=answer, response=format_response(base["problem"], _thinking(base), answer))
+    check_answer_kind(row, answer, pattern, value)
 
 
 def test_answers_that_cannot_be_altered():
@@ -276,16 +337,18 @@ def test_answers_that_cannot_be_altered():
 # ------------------------------------------------------------------------------------------------
 
 
-def test_no_strategy_ever_returns_the_chosen_text(real):
-    for row in real:
-        for name, fn in corrupt.CORRUPTIONS.items():
-            for seed in range(3):
-                out = fn(row["response"], row_rng(seed, row["id"]))
-                assert out is None or out != row["response"], name
+def _with(rows, suffix, thinking=None, answer=None):
+    """The rows with another thinking and/or answer (and an id of their own)."""
+    out = []
+    for r in rows:
+        answer_ = r["answer"] if answer is None else answer
+        thinking_ = _thinking(r) if thinking is None else thinking
+        out.append(dict(r, id=r["id"] + suffix, answer=answer_, response=format_response(r["problem"], thinking_, answer_)))
+    return out
 
 
-def test_fallbacks_on_empty_thinking_no_numbers_and_fixed_answers(math500, gsm8k):
-    empty = [dict(r, id=r["id"] + "-empty", response=format_response(r["problem"], "", r["answer"])) for r in gsm8k[:300]]
+def test_fallbacks_on_empty_thinking_no_numbers_and_fixed_answers(traces):
+    empty = _with(traces[:300], "-empty", thinking="")
     pairs, stats = build_pairs(empty, seed=42)
     assert len(pairs) == len(empty)  # every row found another strategy
     assert stats["strategies"]["omit_thinking"] == stats["strategies"]["tamper_thinking_numbers"] == 0
@@ -293,31 +356,29 @@ def test_fallbacks_on_empty_thinking_no_numbers_and_fixed_answers(math500, gsm8k
     assert set(stats["fallback_paths"]) <= {"omit_thinking->tamper_answer", "tamper_thinking_numbers->tamper_answer",
                                             "omit_thinking->tamper_thinking_numbers", "tamper_thinking_numbers->omit_thinking"}
 
-    words = [dict(r, id=r["id"] + "-words", response=format_response(r["problem"], "We count the cases carefully.", "\\text{Navin}"))
-             for r in math500[:60]]
+    words = _with(traces[300:360], "-words", thinking="We count the cases carefully.", answer="\\text{Navin}")
     pairs, stats = build_pairs(words, seed=42)
     assert {p["strategy"] for p in pairs} == {"omit_thinking"}
     assert stats["fallbacks"].get("tamper_answer", 0) + stats["fallbacks"].get("tamper_thinking_numbers", 0) > 20
 
-    hopeless = [dict(r, id=r["id"] + "-none", response=format_response(r["problem"], "", "\\pi")) for r in math500[:10]]
+    hopeless = _with(traces[400:410], "-none", thinking="", answer="\\pi")
     pairs, stats = build_pairs(hopeless + words[:5], seed=42)
     assert len(pairs) == 5 and stats["dropped"] == {"no_applicable_strategy": 10}
     assert stats["rows_in"] == 15
 
 
-def test_a_zero_weight_strategy_is_never_a_fallback(gsm8k):
-    empty = [dict(r, id=r["id"] + "-e", response=format_response(r["problem"], "", r["answer"])) for r in gsm8k[:50]]
+def test_a_zero_weight_strategy_is_never_a_fallback(traces):
+    empty = _with(traces[:50], "-e", thinking="")
     pairs, stats = build_pairs(empty, seed=42, weights={"omit_thinking": 1.0, "tamper_thinking_numbers": 1.0, "tamper_answer": 0.0})
     assert pairs == [] and stats["dropped"] == {"no_applicable_strategy": 50}
 
 
-def test_corrupt_reports_the_drawn_and_the_used_strategy(gsm8k):
-    row = gsm8k[0]
-    text = format_response(row["problem"], "", row["answer"])
+def test_corrupt_reports_the_drawn_and_the_used_strategy(traces):
+    (row,) = _with(traces[:1], "", thinking="")
     seen = set()
     for seed in range(30):
-        out, used, drawn = corrupt_row(text, row_rng(seed, "x"), make_settings().weights)
-        assert used == "tamper_answer" and out != text
+        out, used, drawn = corrupt.corrupt(row["response"], row_random(seed, "x"), DEFAULT_WEIGHTS)
+        assert used == "tamper_answer" and out != row["response"]
         seen.add(drawn)
     assert seen == set(STRATEGIES)
 
@@ -327,16 +388,8 @@ def test_corrupt_reports_the_drawn_and_the_used_strategy(gsm8k):
 # ------------------------------------------------------------------------------------------------
 
 
-def _answer_first(text: str) -> str:
-    sec = _parts(text)
-    a0, a1 = sec.answer
-    problem = text[: sec.thinking[0] - len("<Thinking>")]
-    thinking = text[sec.thinking[0] - len("<Thinking>") : sec.thinking[1] + len("</Thinking>")]
-    return problem + text[a0 - len("<Answer>") : a1 + len("</Answer>")] + "\n" + thinking
-
-
 def _malformed(rows):
-    """Real traces broken in each way the validator names (and one with no tags at all)."""
+    """Traces broken in each way the validator names (and one with no tags at all)."""
     out = []
     for i, (reason, fn) in enumerate([
         ("missing_thinking", lambda t: t.replace("<Thinking>", "")),
@@ -351,23 +404,22 @@ def _malformed(rows):
     return out
 
 
-def test_require_tags_drops_malformed_rows_by_reason(gsm8k, math500):
+def test_require_tags_drops_malformed_rows_by_reason(traces):
     from compass.trace_format import check_response
 
-    bad = _malformed(math500)
+    bad = _malformed(traces[500:])
     for reason, row in bad:
         assert check_response(row["response"]) == reason, (reason, row["response"][:300])
-    good = gsm8k[:100]
-    pairs, stats = build_pairs(good + [r for _, r in bad], seed=42, require_tags=True)
+    pairs, stats = build_pairs(traces[:100] + [r for _, r in bad], seed=42, require_tags=True)
     assert len(pairs) == 100
     assert stats["dropped"] == {f"malformed:{reason}": 3 for reason in
                                 ["missing_thinking", "duplicate_answer", "tags_out_of_order", "no_boxed_answer", "missing_problem"]}
     assert stats["require_tags"] is True
 
 
-def test_without_require_tags_malformed_rows_pass_through_and_are_still_corrupted(gsm8k, math500):
-    bad = [r for _, r in _malformed(math500)]
-    pairs, stats = build_pairs(gsm8k[:100] + bad, seed=42)
+def test_without_require_tags_malformed_rows_pass_through_and_are_still_corrupted(traces):
+    bad = [r for _, r in _malformed(traces[500:])]
+    pairs, stats = build_pairs(traces[:100] + bad, seed=42)
     by_id = {p["id"]: p for p in pairs}
     for row in bad:
         p = by_id[row["id"]]
@@ -384,57 +436,31 @@ def test_without_require_tags_malformed_rows_pass_through_and_are_still_corrupte
             assert rej.split("\\boxed{")[0] == row["response"].split("\\boxed{")[0]
 
 
+def test_a_section_opened_inside_the_previous_one_is_out_of_order(traces):
+    # check_response used to accept "<Thinking></Problem>" (open tag right before the close tag).
+    from compass.trace_format import check_response, is_well_formed
+
+    row = traces[0]
+    for a, b in [("<Thinking>", "</Problem>"), ("<Answer>", "</Thinking>")]:
+        text = row["response"].replace(f"{b}\n{a}", f"{a}{b}\n")
+        assert text != row["response"]
+        assert check_response(text) == "tags_out_of_order" and not is_well_formed(text)
+    pairs, stats = build_pairs([dict(row, response=row["response"].replace("</Problem>\n<Thinking>", "<Thinking></Problem>\n"))],
+                               require_tags=True)
+    assert pairs == [] and stats["dropped"] == {"malformed:tags_out_of_order": 1}
+
+
 # ------------------------------------------------------------------------------------------------
 # Determinism
 # ------------------------------------------------------------------------------------------------
 
 
-def _lines(pairs):
-    return [json.dumps(p, ensure_ascii=False, separators=(",", ":")) for p in pairs]
-
-
-def test_same_input_and_seed_same_pairs_whatever_the_row_order(real):
-    a, sa = build_pairs(real, seed=42)
-    shuffled = list(real)
-    random.Random(3).shuffle(shuffled)
-    b, sb = build_pairs(shuffled, seed=42)
-    assert _lines(a) == _lines(b) and sa == sb
-    assert [p["id"] for p in a] == sorted(p["id"] for p in a)  # sorted by id
-    c, _ = build_pairs(real, seed=43)
-    assert _lines(a) != _lines(c)
-
-
-def test_a_row_depends_only_on_its_own_id_and_the_seed(real):
-    whole, _ = build_pairs(real, seed=42)
-    alone, _ = build_pairs([real[17]], seed=42)
-    assert _lines(alone)[0] in set(_lines(whole))
-
-
-def test_row_random_is_a_fixed_function_of_its_key():
-    r = row_rng(42, "gsm8k-test-00000")
-    assert isinstance(r, random.Random)
-    seq = [r.randint(1, 100) for _ in range(20)] + [r.random() for _ in range(20)]  # past one 8-word block
-    r2 = row_rng(42, "gsm8k-test-00000")
-    assert seq == [r2.randint(1, 100) for _ in range(20)] + [r2.random() for _ in range(20)]
-    assert seq != [row_rng(43, "gsm8k-test-00000").randint(1, 100) for _ in range(20)] + seq[20:]
-    assert row_rng(42, 7).random() == row_rng(42, "7").random()  # ids are compared as text
-    x = RowRandom(b"k")
-    assert 0 <= x.getrandbits(200) < 2**200 and x.randrange(10**30) < 10**30 and sorted(x.sample(range(5), 5)) == list(range(5))
-    assert Counter(RowRandom(str(i).encode()).randrange(3) for i in range(3000)).most_common()[-1][1] > 900
-    with pytest.raises(TypeError):
-        x.seed(1)
-
-
-def test_row_random_golden_values():
-    # Pinned: a change here changes the pairs file of every run (the stream is BLAKE2b-512 of the
-    # key in counter mode, 64-bit words taken from the end of each block, rejection sampling).
-    r = RowRandom(b"compass")
-    assert [r.randrange(1000) for _ in range(6)] == GOLDEN_RANDRANGE
-    assert RowRandom(b"compass").random() == GOLDEN_RANDOM
-
-
-GOLDEN_RANDRANGE = [660, 467, 937, 337, 501, 81]
-GOLDEN_RANDOM = 0.6445669972638831
+def test_row_random_is_the_standard_generator_keyed_by_seed_and_id():
+    r = row_random(42, "demo-train-000000")
+    assert type(r) is random.Random
+    assert [r.random() for _ in range(5)] == [x.random() for x in [random.Random("42:demo-train-000000")] for _ in range(5)]
+    assert row_random(42, 7).random() == row_random(42, "7").random()  # ids are compared as text
+    assert row_random(43, 7).random() != row_random(42, 7).random()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -466,25 +492,23 @@ def test_bad_weights_are_user_errors():
 
 
 # ------------------------------------------------------------------------------------------------
-# On-policy pairs
+# On-policy pairs, graded by the answer layer (compass.answers)
 # ------------------------------------------------------------------------------------------------
 
 
 def _sample(row, answer: str) -> str:
-    thinking = row["response"].split("<Thinking>")[1].split("</Thinking>")[0]
-    return format_response(row["problem"], "Let me redo this. " + thinking[:200], answer)
+    return format_response(row["problem"], "Let me redo this. " + _thinking(row)[:200], answer)
 
 
-def test_mix_on_policy_picks_a_wrong_sample_and_falls_back_otherwise(gsm8k):
-    rows = gsm8k[:200]
+def test_mix_on_policy_picks_a_wrong_sample_and_falls_back_otherwise(traces):
+    rows = traces[:200]
     samples = {}
     for i, row in enumerate(rows):
         gold = row["answer"]
-        wrong = str(int(gold.replace(",", "")) + 1)
         if i % 4 == 0:
-            samples[row["id"]] = [_sample(row, gold), _sample(row, wrong), "I am not sure."]
+            samples[row["id"]] = [_sample(row, gold), _sample(row, str(int(gold) + 1)), "I am not sure."]
         elif i % 4 == 1:
-            samples[row["id"]] = [_sample(row, gold), _sample(row, gold.replace(",", ""))]  # the model never fails
+            samples[row["id"]] = [_sample(row, gold), _sample(row, f"{gold}.0")]  # the model never fails
         elif i % 4 == 2:
             samples[row["id"]] = []
         # i % 4 == 3: no samples at all
@@ -509,9 +533,9 @@ def test_mix_on_policy_picks_a_wrong_sample_and_falls_back_otherwise(gsm8k):
     assert _lines(again) == _lines(pairs)
 
 
-def test_on_policy_ratio_mixes_on_policy_and_synthetic_pairs(gsm8k):
-    rows = gsm8k[:600]
-    samples = {r["id"]: [_sample(r, str(int(r["answer"].replace(",", "")) + 3))] for r in rows}
+def test_on_policy_ratio_mixes_on_policy_and_synthetic_pairs(traces):
+    rows = traces[:600]
+    samples = {r["id"]: [_sample(r, str(int(r["answer"]) + 3))] for r in rows}
     pairs, stats = build_pairs(rows, seed=42, samples=samples, is_correct=grade, on_policy_ratio=0.3)
     share = stats["strategies"]["on_policy"] / len(pairs)
     assert 0.24 < share < 0.36 and stats["on_policy"]["outcomes"]["not_drawn"] == len(rows) - stats["strategies"]["on_policy"]
@@ -544,72 +568,13 @@ def test_samples_are_found_by_prompt_id_for_distill_sample_ids():
     assert samples_for(samples, "p2#s1") is None and samples_for(samples, "p1#sx") is None
 
 
-def test_on_policy_with_math_answers(gsm8k, math500):
-    rows = gsm8k[:12] + [r for r in math500 if r["answer"] in ("\\frac{14}{3}", "-2", "\\text{(C)}")]
+def test_on_policy_with_math_answers(traces):
+    rows = traces[:12] + [r for answer in ("\\frac{14}{3}", "-2", "\\text{(C)}") for r in _with(traces[20:21], f"-{answer}", answer=answer)]
     samples = {}
     for r in rows:
-        wrong = tamper_answer(r["response"], row_rng(0, r["id"]))
+        wrong = tamper_answer(r["response"], row_random(0, r["id"]))
         samples[r["id"]] = [r["response"].replace("<Thinking>", "<Thinking>Again: "), wrong]
     pairs, stats = build_pairs(rows, seed=42, samples=samples, is_correct=grade, on_policy_ratio=1.0)
     assert stats["on_policy"]["outcomes"]["on_policy"] == len(rows)
     for p in pairs:
         assert p["rejected"][0]["content"] == samples[p["id"]][1]
-
-
-REASONS = {f"{kind}_{tag}" for kind in ("missing", "duplicate") for tag in ("problem", "thinking", "answer")} | {
-    "tags_out_of_order", "no_boxed_answer", "empty_boxed_answer"}
-
-
-def test_the_parser_on_randomly_broken_traces(real):
-    """Tags dropped, duplicated or moved at random: every verdict names a known reason, a text is
-    well formed exactly when its tags come in the one order with a non-empty box last in <Answer>,
-    and the box found (leniently, in a malformed text) is a box."""
-    rng = random.Random(0)
-    tags = ["<Problem>", "</Problem>", "<Thinking>", "</Thinking>", "<Answer>", "</Answer>", "\\boxed{", "}"]
-    texts = []
-    for row in real[:400]:
-        t = row["response"]
-        texts.append(t)
-        for _ in range(6):
-            u = t
-            for _ in range(rng.randint(1, 3)):
-                tag = rng.choice(tags)
-                i = u.find(tag)
-                if i == -1:
-                    continue
-                op = rng.randrange(3)
-                if op == 0:
-                    u = u[:i] + u[i + len(tag):]
-                else:
-                    j = rng.randrange(len(u) + 1)
-                    u = (u[:i] + u[i + len(tag):]) if op == 2 else u
-                    u = u[:j] + tag + u[j:]
-            texts.append(u)
-    texts += [_answer_first(real[0]["response"]), "", "<Problem></Problem><Thinking></Thinking><Answer>\\boxed{}</Answer>",
-              "<Problem>p</Problem><Thinking>t</Thinking><Answer>\\boxed{ \n}</Answer>", "<Answer>\\boxed{1}</Answer>",
-              "<Problem><Thinking></Problem></Thinking><Answer>\\boxed{1}</Answer>"]
-    order = ["<Problem>", "</Problem>", "<Thinking>", "</Thinking>", "<Answer>", "</Answer>"]
-    bad = 0
-    for t in texts:
-        sections, reason = parse(t)
-        assert reason is None or reason in REASONS, reason
-        in_order = re.findall(r"</?(?:Problem|Thinking|Answer)>", t) == order
-        assert (reason is None) == (in_order and reason not in ("no_boxed_answer", "empty_boxed_answer")), (reason, t[:200])
-        if sections.boxed is not None:  # leniently found or not, the box is a box
-            assert t[: sections.boxed[0]].endswith("\\boxed{") and t[sections.boxed[1]] == "}"
-        bad += reason is not None
-    assert bad > len(texts) // 2
-
-
-def test_a_section_opened_inside_the_previous_one_is_out_of_order(gsm8k):
-    # check_response used to accept "<Thinking></Problem>" (open tag right before the close tag).
-    from compass.trace_format import check_response, is_well_formed
-
-    row = gsm8k[0]
-    for a, b in [("<Thinking>", "</Problem>"), ("<Answer>", "</Thinking>")]:
-        text = row["response"].replace(f"{b}\n{a}", f"{a}{b}\n")
-        assert text != row["response"]
-        assert check_response(text) == "tags_out_of_order" and not is_well_formed(text)
-    pairs, stats = build_pairs([dict(row, response=row["response"].replace("</Problem>\n<Thinking>", "<Thinking></Problem>\n"))],
-                               require_tags=True)
-    assert pairs == [] and stats["dropped"] == {"malformed:tags_out_of_order": 1}

@@ -1,41 +1,24 @@
-"""`compass pairs` end to end on files of real traces: output and stats, byte-identical output
-whatever the row order, workers, block size or sort spilling, bad lines reported as file:line,
-nothing half-written, flags over config, on-policy samples through the CLI."""
+"""`compass pairs` end to end on files of the project's own traces (compass.data.demo problems in the
+trace format; real GSM8K/MATH-500 traces too when ../shared/data has them): output and stats,
+byte-identical output whatever the row order, workers or block size, bad lines reported as
+file:line, nothing half-written, flags over config, on-policy samples through the CLI."""
 
 from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from compass import cli
 from compass.pairs.build import build_pairs, make_settings, run_pairs
-from compass.trace_format import format_response
-from conftest import shared_file
-
-
-def _real_traces(n_gsm8k=250, n_math=80) -> list[dict]:
-    rows = []
-    with open(shared_file("gsm8k", "test.jsonl"), encoding="utf-8") as f:
-        for i, line in zip(range(n_gsm8k), f):
-            r = json.loads(line)
-            solution, answer = r["answer"].rsplit("####", 1)
-            rows.append({"id": f"gsm8k-test-{i:05d}", "source": "gsm8k", "lang": "en", "problem": r["question"],
-                         "answer": answer.strip(), "response": format_response(r["question"], solution, answer)})
-    with open(shared_file("math500", "test.jsonl"), encoding="utf-8") as f:
-        for i, line in zip(range(n_math), f):
-            r = json.loads(line)
-            rows.append({"id": f"math500-{i:03d}", "source": "math500", "lang": "en", "problem": r["problem"],
-                         "answer": r["answer"], "response": format_response(r["problem"], r["solution"], r["answer"])})
-    return rows
+from conftest import demo_traces, real_traces
 
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict]:
-    return _real_traces()
+    return demo_traces(330)
 
 
 def _write(path: Path, rows, lines_between=None) -> Path:
@@ -62,9 +45,8 @@ def test_cli_writes_pairs_and_stats(tmp_path, rows, cfg, capsys):
     out = tmp_path / "out" / "pairs.jsonl"
     assert _run(cfg, "--traces", traces, "--out", out) == 0
     assert f"{len(rows)} pairs from {len(rows)} traces" in capsys.readouterr().out
-    pairs, stats = build_pairs(rows, seed=42)
-    expected = "".join(json.dumps(p, ensure_ascii=False, separators=(",", ":")) + "\n" for p in pairs)
-    assert out.read_text(encoding="utf-8") == expected
+    _, stats = build_pairs(rows, seed=42)
+    assert out.read_bytes() == _expected_bytes(rows)
     written = json.loads((tmp_path / "out" / "pairs.stats.json").read_text())
     assert written["rows_in"] == written["pairs_out"] == len(rows)
     assert written["strategies"] == stats["strategies"] and written["dropped"] == {} and written["duplicate_ids"] == 0
@@ -85,47 +67,42 @@ def test_byte_identical_whatever_row_order_and_workers(tmp_path, rows, cfg):
     assert ids == sorted(ids)
 
 
-def test_byte_identical_whatever_blocks_workers_and_spills(tmp_path, rows, monkeypatch):
-    from compass.pairs import build
+def _expected_bytes(rows) -> bytes:
+    pairs, _ = build_pairs(rows, seed=42)
+    return "".join(json.dumps(p, ensure_ascii=False, separators=(",", ":")) + "\n" for p in pairs).encode()
 
-    calls = Counter()
-    for name in ("_spill", "finish"):
-        orig = getattr(build._SortedOutput, name)
 
-        def wrapped(self, *a, _orig=orig, _name=name):
-            calls[_name, len(self.streams), self.sorting] += 1
-            return _orig(self, *a)
-
-        monkeypatch.setattr(build._SortedOutput, name, wrapped)
+def test_byte_identical_whatever_blocks_and_workers(tmp_path, rows):
     dup = dict(rows[0], response=rows[0]["response"] + " ")  # a second row with the same id
-    expected_pairs, _ = build_pairs(rows + [dup], seed=42)
-    expected = "".join(json.dumps(p, ensure_ascii=False, separators=(",", ":")) + "\n" for p in expected_pairs).encode()
+    expected = _expected_bytes(rows + [dup])
     shuffled = rows + [dup]
     random.Random(1).shuffle(shuffled)
-    math_first = [r for r in rows if r["source"] == "math500"] + [r for r in rows if r["source"] == "gsm8k"] + [dup]
     settings = make_settings()
     ref_stats = None
-    cases = [
-        ("sorted", rows + [dup], 1, 2 << 20, 1 << 30, ("finish", 1, False)),  # one block, sorted, streamed
-        ("sorted-blocks", rows + [dup], 2, 8192, 1 << 30, ("finish", 2, False)),  # the late duplicate opens a 2nd run
-        ("segments", math_first, 2, 8192, 1 << 30, ("finish", 4, False)),  # a run per sorted segment (+1 at the seam), merged
-        ("shuffled", shuffled, 1, 2048, 40_000, ("finish", 16, True)),  # past 16 runs: sorted in memory, spilled
-        ("shuffled-3w", shuffled, 3, 4096, 1 << 30, ("finish", 16, True)),
-    ]
-    for name, data, workers, block, spill, expect in cases:
-        calls.clear()
+    for name, data, workers, block in [("sorted", rows + [dup], 1, 1 << 20), ("sorted-blocks", rows + [dup], 2, 8192),
+                                       ("shuffled", shuffled, 1, 2048), ("shuffled-3w", shuffled, 3, 4096)]:
         traces = _write(tmp_path / f"{name}.jsonl", data)
         out = tmp_path / f"{name}.out.jsonl"
-        stats = run_pairs(traces, out, tmp_path / f"{name}.stats.json", settings, workers=workers, block_bytes=block,
-                          spill_bytes=spill, progress=False)
+        stats = run_pairs(traces, out, tmp_path / f"{name}.stats.json", settings, workers=workers, block_bytes=block, progress=False)
         assert out.read_bytes() == expected, name
-        assert calls[expect] == 1, (name, calls)
-        if name == "shuffled":
-            assert sum(v for k, v in calls.items() if k[0] == "_spill") > 1
         assert stats["duplicate_ids"] == 1 and stats["pairs_out"] == len(rows) + 1
         ref_stats = ref_stats or stats
         assert stats == ref_stats
-    assert not list(tmp_path.glob(".*"))  # no run, spill or partial file left behind
+    assert not list(tmp_path.glob(".*"))  # no partial file left behind
+
+
+def test_real_traces_through_the_cli(tmp_path, cfg):
+    """GSM8K and MATH-500 traces (skipped without ../shared/data): the same bytes whatever the order of
+    the file and the number of workers."""
+    real = real_traces()
+    real = [r for r in real if r["source"] == "gsm8k"][:250] + [r for r in real if r["source"] == "math500"][:80]
+    shuffled = list(real)
+    random.Random(7).shuffle(shuffled)
+    a, b = _write(tmp_path / "a.jsonl", real), _write(tmp_path / "b.jsonl", shuffled)
+    assert _run(cfg, "--traces", a, "--out", tmp_path / "a.out.jsonl") == 0
+    assert _run(cfg, "--traces", b, "--out", tmp_path / "b.out.jsonl", "--workers", 2) == 0
+    assert (tmp_path / "a.out.jsonl").read_bytes() == (tmp_path / "b.out.jsonl").read_bytes()
+    assert (tmp_path / "a.out.stats.json").read_bytes() == (tmp_path / "b.out.stats.json").read_bytes()
 
 
 def test_seed_flag_and_config_agree_and_change_the_output(tmp_path, rows, cfg):

@@ -12,6 +12,8 @@ response, or None when it cannot apply. Only the part a strategy owns is touched
   base-n numeral within its base), a multiple-choice letter becomes another letter, a word answer
   becomes its opposite (even/odd, east/west, sin/cos, ...), or a binary +/- is flipped.
 
+`corrupt` draws a strategy for one response, falling back to the others when it cannot apply.
+
 Sections come from the trace format's one parser (`compass.trace_format.locate`: the spans of a
 well-formed response, found leniently in one that is not, so that the corruptions still apply).
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Callable
+from typing import Callable, Mapping
 
 from compass.trace_format import Sections, locate
 
@@ -244,3 +246,23 @@ CORRUPTIONS: dict[str, Callable[..., str | None]] = {
     "tamper_thinking_numbers": tamper_thinking_numbers,
     "tamper_answer": tamper_answer,
 }
+
+
+def corrupt(response: str, rng: random.Random, weights: Mapping[str, float], loc: Sections | None = None,
+            ) -> tuple[str | None, str | None, str]:
+    """(rejected, strategy used, strategy first drawn) for one response, the strategy drawn with `weights`.
+
+    A drawn strategy that cannot apply falls back to another one with a positive weight, drawn again
+    among those left; (None, None, drawn) when none applies. A strategy with weight 0 is never used.
+    `loc`: the response's sections when known."""
+    loc = loc or locate(response)
+    left = {name: w for name, w in weights.items() if w > 0}
+    drawn = ""
+    while left:
+        name = rng.choices(list(left), list(left.values()))[0]
+        drawn = drawn or name
+        out = CORRUPTIONS[name](response, rng, loc)
+        if out is not None and out != response:
+            return out, name, drawn
+        del left[name]
+    return None, None, drawn
