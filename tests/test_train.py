@@ -49,13 +49,11 @@ def phase2_config():
 
 
 def sft_trainer(sec, phase1_llm, traces, out, **overrides):
-    from datasets import Dataset
-
+    """The SFT stage's own trainer (`compass.train.sft.build`, what `sft.train` trains) and tokenizer."""
     from compass.train import sft
 
-    args = sft.config(sec, 0, out, **overrides)
-    model, tok = common.load_llm(phase1_llm, common.model_kwargs(sec, "sft", args.bf16))
-    return sft.trainer(args, model, tok, Dataset.from_list([sft.to_example(r) for r in read_jsonl(traces)]), sec), tok
+    trainer, tokenizer, _ = sft.build(traces, phase1_llm, out, sec, 0, **overrides)
+    return trainer, tokenizer
 
 
 def test_gradient_accumulation_from_global_batch():
@@ -65,11 +63,14 @@ def test_gradient_accumulation_from_global_batch():
 
 
 def test_sft_trains_lora_only_on_the_assistant_turn(traces, phase1_llm, tmp_path, demo_config):
+    """The stage's own trainer: the loss falls on the assistant turn only (labels of the prompt masked, as
+    the collator batches them) and only LoRA weights train."""
     from compass.train import sft
 
     sec = small(demo_config["sft"])
     trainer, tok = sft_trainer(sec, phase1_llm, traces, tmp_path / "c")
-    row = trainer.train_dataset[0]
+    batch = trainer.data_collator([trainer.train_dataset[0]])  # one example, as the loss sees it
+    row = {k: batch[k][0].tolist() for k in ("input_ids", "labels")}
     mask = [label != -100 for label in row["labels"]]
     assert 0 < sum(mask) < len(mask) and not mask[0] and mask[-1]
     completion = tok.decode([t for t, m in zip(row["input_ids"], mask) if m])
@@ -173,18 +174,17 @@ def test_sft_gpu_settings_fall_back_on_a_cpu_without_changing_the_loss(traces, p
 
 def test_dpo_reference_precomputed_or_from_the_disabled_adapter_gives_the_same_loss(pairs, phase1_llm, tmp_path,
                                                                                       phase2_config):
-    """phase2.yaml's DPO settings on a CPU (falling back) with the reference log-probs computed in each
-    step from the adapter-disabled model, and precomputed before training: the same losses."""
-    from datasets import Dataset
+    """The DPO stage's own trainer (`dpo.build`) with phase2.yaml's settings on a CPU (falling back): the
+    policy is the model with a fresh LoRA adapter and no second model is held; the reference is that
+    model with the adapter disabled, so its log-probs computed in each step, after the adapter has moved,
+    equal those precomputed before training: the same losses."""
+    from peft import PeftModel
 
     from compass.train import dpo
 
     def run(sec, out):
-        args = dpo.config(sec, 0, out, max_steps=2, save_strategy="no")
-        model, tok = common.load_llm(phase1_llm, common.model_kwargs(sec, "dpo", args.bf16))
-        trainer = dpo.trainer(args, model, tok, Dataset.from_list(
-            [{k: p[k] for k in dpo.PAIR_FIELDS} for p in read_jsonl(pairs)]), sec)
-        assert trainer.ref_model is None  # reference = the same weights with the adapter disabled
+        trainer, _, _ = dpo.build(pairs, phase1_llm, out, sec, 0, max_steps=2, save_strategy="no")
+        assert trainer.ref_model is None and isinstance(trainer.model, PeftModel)
         return losses(trainer), trainer
 
     sec = production(phase2_config["dpo"])
@@ -194,8 +194,36 @@ def test_dpo_reference_precomputed_or_from_the_disabled_adapter_gives_the_same_l
         precomputed, trainer_pre = run({**sec, "precompute_ref_log_probs": True}, tmp_path / "b")
     assert "ref_chosen_logps" in trainer_pre.train_dataset.column_names
     assert "ref_chosen_logps" not in trainer.train_dataset.column_names
+    moved = [p for n, p in trainer.model.named_parameters() if "lora_B" in n]
+    assert moved and any(p.abs().max() > 0 for p in moved)  # the policy left the reference after step 1
     assert len(each_step) == 2 and each_step == pytest.approx(precomputed, rel=1e-4)
     assert 0 < common.real_token_fraction(trainer.state.log_history) < 1  # pairs padded to their longer side
+
+
+def test_report_to_is_configuration_off_by_default(demo_config, tmp_path, monkeypatch):
+    """Trainer metrics go to the trackers the section names (none in the embedded default); a tracker
+    without its package, or TensorBoard without TENSORBOARD_LOGGING_DIR, stops the stage at once."""
+    import transformers.integrations
+    from conftest import REPO
+
+    from compass import config
+    from compass.train import dpo, sft
+
+    assert demo_config["sft"]["report_to"] == demo_config["dpo"]["report_to"] == "none"
+    assert sft.config(demo_config["sft"], 0, tmp_path).report_to == []
+    monkeypatch.setattr(transformers.integrations, "is_wandb_available", lambda: False)
+    with pytest.raises(CompassError, match="dpo.report_to: wandb needs its Python package"):
+        dpo.config({**demo_config["dpo"], "report_to": "wandb"}, 0, tmp_path)
+    for name in ("tensorboard", "mlflow"):
+        monkeypatch.setattr(transformers.integrations, f"is_{name}_available", lambda: True)
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    with pytest.raises(CompassError, match="sft.report_to: tensorboard needs TENSORBOARD_LOGGING_DIR"):
+        sft.config({**demo_config["sft"], "report_to": "tensorboard"}, 0, tmp_path)
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    sec = config.load([REPO / "config" / "config.yaml"], sets=["sft.report_to=[tensorboard, mlflow]"])["sft"]
+    assert sft.config(sec, 0, tmp_path).report_to == ["tensorboard", "mlflow"]
+    with pytest.raises(CompassError, match="report_to"):
+        config.load([REPO / "config" / "config.yaml"], sets=["dpo.report_to=comet"])
 
 
 def test_dpo_stage_writes_the_adapter_and_its_log(pairs, phase1_llm, tmp_path, demo_config):

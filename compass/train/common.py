@@ -84,6 +84,27 @@ def dataloader_workers(sec: dict, section: str) -> int:
     return workers
 
 
+# report_to -> transformers' check that the tracker's package is installed
+_TRACKERS = {"tensorboard": "is_tensorboard_available", "wandb": "is_wandb_available", "mlflow": "is_mlflow_available"}
+
+
+def report_to(sec: dict, section: str) -> list[str]:
+    """The trackers the Trainer also logs to. Each takes its settings and credentials from its own environment
+    variables; a missing package stops the stage before a model is loaded, and so does TensorBoard without
+    TENSORBOARD_LOGGING_DIR (its default directory lies under the checkpoints, removed after training)."""
+    import transformers.integrations
+
+    want = sec["report_to"]
+    trackers = [] if want == "none" else [want] if isinstance(want, str) else list(want)
+    for name in trackers:
+        if not getattr(transformers.integrations, _TRACKERS[name])():
+            raise CompassError(f"{section}.report_to: {name} needs its Python package, which is not installed here")
+    if "tensorboard" in trackers and not os.environ.get("TENSORBOARD_LOGGING_DIR"):
+        raise CompassError(f"{section}.report_to: tensorboard needs TENSORBOARD_LOGGING_DIR (its default directory, "
+                           "under the checkpoints, is removed once the adapter is written)")
+    return trackers
+
+
 def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
     """Keyword arguments shared by SFTConfig and DPOConfig (both are TrainingArguments). Every GPU-only
     setting falls back, with a warning, where it cannot run (bf16, Liger, dataloader workers)."""
@@ -119,7 +140,7 @@ def training_kwargs(sec: dict, section: str, output_dir, seed: int) -> dict:
         save_total_limit=2,
         seed=seed,
         data_seed=seed,
-        report_to="none",
+        report_to=report_to(sec, section) or "none",
         disable_tqdm=False,
         dataloader_num_workers=workers,
         dataloader_persistent_workers=workers > 0,
@@ -201,6 +222,28 @@ def require_rows(rows: list, path) -> None:
     """Training data must hold rows: an empty file stops the stage before a model is loaded."""
     if not rows:
         raise CompassError(f"{path}: no rows to train on (an empty file)")
+
+
+def load_inputs(data_path, fields, model_path, sec: dict, section: str, bf16: bool, chat_cfg: dict):
+    """(rows, model, tokenizer, chat-template arguments) of a stage: its data file's rows (an empty file
+    stops it before the model is loaded), its model and tokenizer, and the pinned template arguments."""
+    from compass import chat
+    from compass.io import read_jsonl
+
+    rows = read_jsonl(data_path, required=fields)
+    require_rows(rows, data_path)
+    model, tokenizer = load_llm(model_path, model_kwargs(sec, section, bf16), chat_cfg)
+    return rows, model, tokenizer, chat.template_kwargs(chat_cfg)
+
+
+def train_stage(trainer, tokenizer, record: dict, sec: dict, seed: int, chat_cfg: dict, inputs, checkpoints_dir, out_dir) -> None:
+    """`train_and_save` of a stage's trainer, its checkpoints fingerprinted by the section (but report_to:
+    where metrics also go changes nothing trained), the chat settings, the seed and the `inputs` (data
+    file, model)."""
+    trainer.model.print_trainable_parameters()
+    trained_by = {k: v for k, v in sec.items() if k != "report_to"}
+    train_and_save(trainer, tokenizer, checkpoints_dir, out_dir,
+                   fingerprint=run_fingerprint({**trained_by, "chat": chat_cfg}, seed, *inputs), record=record)
 
 
 RUN_FILE = "compass-run.json"

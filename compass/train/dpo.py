@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compass import chat
-from compass.io import read_jsonl
 from compass.train import common
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -39,23 +37,23 @@ def trainer(args, model, tokenizer, dataset, sec: dict):
                       callbacks=[common.real_tokens_callback()])
 
 
-def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
+def build(pairs_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None, **overrides):
+    """(trainer, tokenizer, record for training_log.json) of the stage, as `train` runs it (`overrides` for
+    a test's or a benchmark's step counts)."""
     from datasets import Dataset
 
-    chat_cfg = chat_cfg or {}
-    rows = read_jsonl(pairs_path, required=PAIR_FIELDS)
-    common.require_rows(rows, pairs_path)
-    args = config(sec, seed, checkpoints_dir)
-    model, tokenizer = common.load_llm(model_path, common.model_kwargs(sec, "dpo", args.bf16), chat_cfg)
-    kwargs = chat.template_kwargs(chat_cfg)
+    args = config(sec, seed, checkpoints_dir, **overrides)
+    rows, model, tokenizer, kwargs = common.load_inputs(pairs_path, PAIR_FIELDS, model_path, sec, "dpo", args.bf16,
+                                                        chat_cfg or {})
     extra = {"chat_template_kwargs": kwargs} if kwargs else {}  # TRL passes it to the chat template
     dataset = Dataset.from_list([{**{k: r[k] for k in PAIR_FIELDS}, **extra} for r in rows])
     record = {"chat_template_kwargs": kwargs, "attn_implementation": model.config._attn_implementation}
-    dpo = trainer(args, model, tokenizer, dataset, sec)
-    dpo.model.print_trainable_parameters()
-    common.train_and_save(dpo, tokenizer, checkpoints_dir, out_dir,
-                          fingerprint=common.run_fingerprint({**sec, "chat": chat_cfg}, seed, pairs_path, model_path),
-                          record=record)
+    return trainer(args, model, tokenizer, dataset, sec), tokenizer, record
+
+
+def train(pairs_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
+    stage = build(pairs_path, model_path, checkpoints_dir, sec, seed, chat_cfg)
+    common.train_stage(*stage, sec, seed, chat_cfg or {}, (pairs_path, model_path), checkpoints_dir, out_dir)
 
 
 def add_arguments(p) -> None:

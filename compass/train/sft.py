@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compass import chat
-from compass.io import read_jsonl
 from compass.train import common
 
 TRACE_FIELDS = ("id", "problem", "response")
@@ -60,23 +58,23 @@ def trainer(args, model, tokenizer, dataset, sec: dict):
                       callbacks=[common.real_tokens_callback()])
 
 
-def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
+def build(traces_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None, **overrides):
+    """(trainer, tokenizer, record for training_log.json) of the stage, as `train` runs it (`overrides` for
+    a test's or a benchmark's step counts)."""
     from datasets import Dataset
 
-    chat_cfg = chat_cfg or {}
-    rows = read_jsonl(traces_path, required=TRACE_FIELDS)
-    common.require_rows(rows, traces_path)
-    args = config(sec, seed, checkpoints_dir)
-    model, tokenizer = common.load_llm(model_path, common.model_kwargs(sec, "sft", args.bf16), chat_cfg)
-    kwargs = chat.template_kwargs(chat_cfg)
+    args = config(sec, seed, checkpoints_dir, **overrides)
+    rows, model, tokenizer, kwargs = common.load_inputs(traces_path, TRACE_FIELDS, model_path, sec, "sft", args.bf16,
+                                                        chat_cfg or {})
     dataset = Dataset.from_list([to_example(r, kwargs) for r in rows])
     record = {"chat_template_kwargs": kwargs, "packing": sec["packing"],
               "attn_implementation": model.config._attn_implementation}
-    sft = trainer(args, model, tokenizer, dataset, sec)
-    sft.model.print_trainable_parameters()
-    common.train_and_save(sft, tokenizer, checkpoints_dir, out_dir,
-                          fingerprint=common.run_fingerprint({**sec, "chat": chat_cfg}, seed, traces_path, model_path),
-                          record=record)
+    return trainer(args, model, tokenizer, dataset, sec), tokenizer, record
+
+
+def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
+    stage = build(traces_path, model_path, checkpoints_dir, sec, seed, chat_cfg)
+    common.train_stage(*stage, sec, seed, chat_cfg or {}, (traces_path, model_path), checkpoints_dir, out_dir)
 
 
 def add_arguments(p) -> None:
