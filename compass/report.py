@@ -105,7 +105,7 @@ def training_curves(adapter_dir) -> dict:
     log = read_json(path)["log_history"]
     series: dict = {}
     for entry in log:
-        if "step" not in entry or "train_runtime" in entry:  # the closing summary entry is not a point
+        if "step" not in entry or "train_loss" in entry:  # the closing summary entry is not a point
             continue
         for k, v in entry.items():
             if k not in ("step", "epoch") and isinstance(v, (int, float)):

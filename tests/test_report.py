@@ -122,3 +122,14 @@ def test_an_undefined_accuracy_has_no_delta():
                            {**none, "model": "phase2", "accuracy": 0.5, "mcc": 0.1}])
     assert [r["delta_accuracy"] for r in table["fraud_detection"].values()] == [None, None, None]
     assert table["fraud_detection"]["phase2"]["delta"] is None
+
+
+def test_curves_keep_steps_that_log_their_runtime(tmp_path):
+    """TRL logs train_runtime / tokens per second with every step when it counts input tokens; only
+    the closing entry (train_loss) is not a point."""
+    from compass.report import training_curves
+
+    log = {"log_history": [{"loss": 1.0 / i, "train_runtime": 2.0 * i, "train_tokens_per_second": 9.0, "step": i} for i in (1, 2)]
+           + [{"train_runtime": 4.0, "train_loss": 0.7, "step": 2}]}
+    _write(tmp_path / "training_log.json", log)
+    assert training_curves(tmp_path)["loss"] == [(1, 1.0), (2, 0.5)]
