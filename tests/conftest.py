@@ -149,4 +149,10 @@ def load_workflow(tmp_path, deployment=frozenset(), apptainer_args="", config=No
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(environ)
+        # Workflow() writes its storage registry into snakemake.workflow's module globals; its catch-all
+        # attribute lookup breaks vLLM's scan of sys.modules when a later test starts an engine in this
+        # process. (The product never parses a workflow in-process: only these tests do.)
+        import snakemake.workflow
+
+        snakemake.workflow.__dict__.pop("storage", None)
     return workflow
