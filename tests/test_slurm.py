@@ -196,6 +196,10 @@ def slurm_run(cluster, tmp_path_factory) -> Run:
     production resources (GPUs, whole nodes, memory) as the cluster user sets them."""
     repo = checkout(tmp_path_factory.mktemp("slurm") / "compass")
     production = yaml.safe_load((repo / "config/phase2.yaml").read_text())["resources"]
+    # One GPU for SFT and DPO: the demo's global batch (16 = micro batch 16) is checked against the devices
+    # at start-up, and the jobs then train in one CPU process (no CUDA here) exactly as the local run does.
+    for rule in ("sft", "dpo"):
+        production[rule]["gpus"] = 1
     (repo / CLUSTER_RESOURCES).write_text(yaml.safe_dump({"resources": production}))
     run = Run(repo, "--profile", "slurm", "final_vlm", "--configfile", CLUSTER_RESOURCES, name="snakemake-slurm").wait()
     assert run.rc == 0, run.text[-6000:]
@@ -376,7 +380,9 @@ def sbatch_call(rule) -> str:
 
 def test_config_resources_become_sbatch_flags(tmp_path):
     production = yaml.safe_load((REPO / "config/phase2.yaml").read_text())["resources"]
-    rules = workflow_rules(tmp_path, {"resources": {**production, "account": "proj", "gpu_partition": "gpu", "cpu_partition": "cpu"}})
+    batches = {stage: {"global_batch_size": 64, "micro_batch_size": 2} for stage in ("sft", "dpo")}  # 4 GPUs each
+    rules = workflow_rules(tmp_path, {"resources": {**production, "account": "proj", "gpu_partition": "gpu", "cpu_partition": "cpu"},
+                                      **batches})
     sft = sbatch_call(rules["sft"])
     for flag in ("--gpus=4", "--cpus-per-task=32", "--mem 256000", "-t 2880", "--nodes=1", "-p gpu"):
         assert flag in sft, (flag, sft)
@@ -400,7 +406,8 @@ def test_the_embedded_default_asks_for_a_laptop(tmp_path):
 
 
 def test_multi_node_training_is_config(tmp_path):
-    rules = workflow_rules(tmp_path, {"resources": {"sft": {"nodes": 2, "gpus": 8, "cpus": 64}}}, apptainer=True)
+    rules = workflow_rules(tmp_path, {"resources": {"sft": {"nodes": 2, "gpus": 8, "cpus": 64}},
+                                      "sft": {"global_batch_size": 64, "micro_batch_size": 2}}, apptainer=True)
     sft = sbatch_call(rules["sft"])
     for flag in ("--nodes=2", "--ntasks=2", "--gres=gpu:8", "--cpus-per-task=64"):
         assert flag in sft, (flag, sft)
