@@ -28,7 +28,7 @@ import random
 from pathlib import Path
 
 from compass import chat
-from compass.io import CompassError, read_jsonl
+from compass.io import CompassError
 from compass.train import common, rewards
 
 PROMPT_FIELDS = ("id", "problem", "answer")
@@ -170,43 +170,50 @@ def trainer(args, model, tokenizer, dataset, sec: dict, reward_funcs):
                        processing_class=tokenizer, peft_config=common.lora_config(sec))
 
 
-def train(prompts_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None,
-          stage: str | None = None) -> None:
-    from datasets import Dataset
-
-    chat_cfg = chat_cfg or {}
-    rows = read_jsonl(prompts_path, required=PROMPT_FIELDS)
-    rows = [r for r in rows if r["answer"] not in (None, "")]
-    common.require_rows(rows, prompts_path)
-    rows = sample_rows(rows, sec["data"]["limit"], seed)
-    model, tokenizer = common.load_llm(model_path, common.model_kwargs(sec, "grpo", common.use_bf16(sec, "grpo")), chat_cfg)
-    stop_ids = chat.stop_token_ids(tokenizer, chat_cfg)
-    # Generation (and TRL's completion mask) ends at every end-of-turn token of the template, as evaluation's does.
-    model.generation_config.eos_token_id = stop_ids
+def select(rows: list[dict], tokenizer, model_path, sec: dict, seed: int, chat_cfg: dict) -> tuple[list[dict], dict]:
+    """The prompts a stage trains on (see the module docstring) and what the selection kept at each step."""
+    rows = sample_rows([r for r in rows if r["answer"] not in (None, "")], sec["data"]["limit"], seed)
     selected = {"prompts": len(rows)}
     rows = fits(rows, tokenizer, chat_cfg, sec["max_length"] - sec["max_completion_length"])
     selected["fit_max_length"] = len(rows)
     band = sec["data"]["pass_rate"]
-    if band["samples"]:
+    if band["samples"] and rows:
         rates = pass_rates(rows, model_path, chat_cfg, sec, seed)
         rows = in_band(rows, rates, band["min"], band["max"])
         selected.update(pass_rate_band=[band["min"], band["max"]], in_band=len(rows),
-                        mean_pass_rate=round(sum(rates) / len(rates), 4) if rates else None)
+                        mean_pass_rate=round(sum(rates) / len(rates), 4))
+    return rows, selected
+
+
+def build(prompts_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None,
+          stage: str | None = None, **overrides):
+    """(trainer, tokenizer, record for training_log.json) of the stage, as `train` runs it (`overrides` for a
+    test's step counts)."""
+    from datasets import Dataset
+
+    chat_cfg = chat_cfg or {}
+    rows, model, tokenizer, kwargs = common.load_inputs(prompts_path, PROMPT_FIELDS, model_path, sec, "grpo",
+                                                        common.use_bf16(sec, "grpo"), chat_cfg)
+    stop_ids = chat.stop_token_ids(tokenizer, chat_cfg)
+    # Generation (and TRL's completion mask) ends at every end-of-turn token of the template, as evaluation's does.
+    model.generation_config.eos_token_id = stop_ids
+    rows, selected = select(rows, tokenizer, model_path, sec, seed, chat_cfg)
     common.require_rows(rows, f"{prompts_path} (after the selection {selected})")
     print(f"grpo{f' {stage}' if stage else ''}: {len(rows)} prompts ({selected})")
     funcs, weights = reward_functions(sec, chat.OutputParser(tokenizer, chat_cfg))
-    args = config(sec, seed, checkpoints_dir, chat_cfg, reward_weights=weights, stop_ids=stop_ids)
+    args = config(sec, seed, checkpoints_dir, chat_cfg, reward_weights=weights, stop_ids=stop_ids, **overrides)
     dataset = Dataset.from_list([to_example(r) for r in rows])
     record = {"stage": stage, "rewards": dict(sec["rewards"]), "epsilon": sec["epsilon"],
               "epsilon_high": sec["epsilon_high"], "beta": sec["beta"], "loss_type": sec["loss_type"],
-              "data": selected, "chat_template_kwargs": chat.template_kwargs(chat_cfg),
+              "num_iterations": sec["num_iterations"], "data": selected, "chat_template_kwargs": kwargs,
               "generation": sec["generation"]["backend"], "attn_implementation": model.config._attn_implementation}
-    grpo = trainer(args, model, tokenizer, dataset, sec, funcs)
-    grpo.model.print_trainable_parameters()
-    common.train_and_save(grpo, tokenizer, checkpoints_dir, out_dir,
-                          fingerprint=common.run_fingerprint({**sec, "chat": chat_cfg, "stage": stage}, seed,
-                                                             prompts_path, model_path),
-                          record=record)
+    return trainer(args, model, tokenizer, dataset, sec, funcs), tokenizer, record
+
+
+def train(prompts_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None,
+          stage: str | None = None) -> None:
+    built = build(prompts_path, model_path, checkpoints_dir, sec, seed, chat_cfg, stage)
+    common.train_stage(*built, sec, seed, chat_cfg or {}, (prompts_path, model_path), checkpoints_dir, out_dir)
 
 
 def add_arguments(p) -> None:
