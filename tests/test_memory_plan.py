@@ -54,7 +54,9 @@ def tiny_sft_step(hidden: int, layers: int, tokens: int, dropout: float):
     n = tokens // 4
     rows = [{"input_ids": [rng.randrange(3, vocab) for _ in range(n)], "completion_mask": [0] * 20 + [1] * (n - 20)}
             for _ in range(8)]
-    sec = {"learning_rate": 1e-3, "num_train_epochs": 1, "global_batch_size": 1, "micro_batch_size": 1,
+    from compass import config
+
+    sec = {**config.load([])["sft"], "learning_rate": 1e-3, "num_train_epochs": 1, "global_batch_size": 1, "micro_batch_size": 1,
            "max_length": tokens, "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "optim": "adamw_torch",
            "weight_decay": 0.0, "bf16": False, "gradient_checkpointing": True, "attn_implementation": "sdpa",
            "use_liger_kernel": False, "dataloader_num_workers": 0, "logging_steps": 1, "save_steps": 100,
