@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name  # bench/machine.py
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -95,16 +97,6 @@ def make_outputs(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
@@ -130,7 +122,7 @@ def main(argv=None) -> int:
     print(
         f"compass grade: {n} outputs in {dt:.2f} s on one core: {n / dt:,.0f} outputs/s "
         f"(read, grade, write; accuracy {sum(g['correct'] for g in graded) / n:.3f}, "
-        f"math-verify calls {sandbox.stats['calls']}; {os.cpu_count()} CPUs, {_cpu_name()}, "
+        f"math-verify calls {sandbox.stats['calls']}; {os.cpu_count()} CPUs, {cpu_name()}, "
         f"Python {platform.python_version()})"
     )
     print("forms:", json.dumps(dict(sorted(forms.items()))))

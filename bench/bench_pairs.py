@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name  # bench/machine.py
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -119,16 +121,6 @@ def make_input(path: Path, rows: int, seed: int = 0) -> None:
             f.write("\n".join(batch) + "\n")
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=600_000)
@@ -170,7 +162,7 @@ def main() -> int:
     stats = json.loads((work / "pairs.stats.json").read_text())
     print(f"compass pairs: {args.rows:,} rows in {dt:.1f}s = {args.rows / dt:,.0f} rows/s, {cpu:.1f} CPU-s "
           f"(pairs out {stats['pairs_out']:,}, output {out.stat().st_size / 1e6:.0f} MB, workers {args.workers or 'config'}; "
-          f"{os.cpu_count()} CPUs, {_cpu_model()}, Python {platform.python_version()}{peak}; "
+          f"{os.cpu_count()} CPUs, {cpu_name()}, Python {platform.python_version()}{peak}; "
           f"load average before {load0}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     tmp.cleanup()
     return 0
