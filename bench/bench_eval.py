@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compass.eval import edinet, elo  # noqa: E402
 from compass.eval.evaluate import score  # noqa: E402
-from compass.eval.grade import is_correct  # noqa: E402
+from compass.answers import is_correct  # noqa: E402
 from compass.trace_format import format_response  # noqa: E402
 
 

@@ -32,7 +32,7 @@ def test_shards_cover_every_row_once():
 
 
 def test_filters_on_real_gsm8k_rows():
-    from compass.eval.grade import is_correct
+    from compass.answers import is_correct
 
     rows = [json.loads(line) for line in shared_file("gsm8k", "train.jsonl").open()][:50]
     for i, r in enumerate(rows):

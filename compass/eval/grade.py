@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from compass import trace_format
-from compass.answers import grade_one, is_correct  # noqa: F401 (is_correct: for callers of this module)
+from compass.answers import grade_one
 from compass.io import CompassError, iter_jsonl, write_jsonl
 
 

@@ -9,7 +9,7 @@ Kinds and their row schemas:
 
 * ``math`` (demo, gsm8k, mgsm_ja, math500): ``{id, source, lang, problem, answer, solution}``
   (compass.data.sources' schema); generation with the reasoning system prompt, graded by
-  compass.eval.grade on the ``\\boxed{}`` answer inside ``<Answer>``.
+  compass.answers on the ``\\boxed{}`` answer inside ``<Answer>``.
 * ``mc`` (cma_basics, cpa_audit, fp2, security_sales_1): ``{id, question, context,
   choices: {id: [...], text: [...]}, answer}`` (the Japanese financial harness's dataset features);
   ``chabsa``: ``{id, sentence, target, polarity}``. Scored by log-likelihood of the choices with
