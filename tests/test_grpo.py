@@ -6,7 +6,6 @@ configuration: config/clgrpo.yaml plans the four-stage CLGRPO recipe, the defaul
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -127,7 +126,7 @@ def test_clgrpo_config_plans_the_four_stage_recipe(tmp_path):
     text = proc.stdout
     starts = {"grpo_format": "sft/merged", "grpo_accuracy": "grpo_format/merged", "grpo_cliplow": "grpo_accuracy/merged"}
     for stage, start in starts.items():
-        assert f"grpo --params" in text and f"--stage {stage} --prompts results/clgrpo/data/prompts.jsonl" \
+        assert "grpo --params" in text and f"--stage {stage} --prompts results/clgrpo/data/prompts.jsonl" \
             f" --model results/clgrpo/{start} --out results/clgrpo/{stage}/adapter" in text
     assert "--phase1 results/clgrpo/phase1/vlm --llm results/clgrpo/grpo_cliplow/merged" in text
     default = planned_jobs(snakemake(tmp_path / "d", "-n", "all", "--configfile", str(REPO / "config" / "config.yaml")))

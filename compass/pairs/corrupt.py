@@ -91,7 +91,7 @@ def digits_of(written: str) -> list[str]:
 
 
 _DIGIT_RE = re.compile(_DIGIT)
-_NON_DIGIT_RE = re.compile(f"[^0-9\uff10-\uff19]+")
+_NON_DIGIT_RE = re.compile("[^0-9\uff10-\uff19]+")
 _MARK_RE = re.compile(_DECIMAL)
 
 
