@@ -57,7 +57,7 @@ def prompt_messages(problem: str, lang: str | None = None, n_images: int = 0) ->
     """System + user messages for one problem (the prompt side of every stage). With `n_images` > 0 the
     user message is a list of parts: one `{"type": "image"}` per image, then the text (compass.images)."""
     lang = lang or detect_lang(problem)
-    user = problem if not n_images else [{"type": "image"}] * n_images + [{"type": "text", "text": problem}]
+    user = problem if not n_images else [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": problem}]
     return [
         {"role": "system", "content": system_prompt(lang)},
         {"role": "user", "content": user},
