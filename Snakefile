@@ -6,9 +6,11 @@
 #   snakemake --profile slurm final_vlm --configfile config/phase2.yaml   # on a cluster
 
 from compass.config import validate_or_exit
+from compass.snakemake_shims import apply as apply_snakemake_shims
 
 configfile: "config/config.yaml"
 validate_or_exit(config, workflow)
+apply_snakemake_shims()  # two bugs of Snakemake and its SLURM plugin, until fixed upstream (compass/snakemake_shims.py)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/cluster.smk"

@@ -250,6 +250,15 @@ def section_json(config: dict, *keys: str) -> str:
     return json.dumps({k: config[k] for k in keys}, sort_keys=True, ensure_ascii=False)
 
 
+def job_settings(section: str) -> list[str]:
+    """The keys of a config section that change what a job of its stage writes: every key but those the
+    schema marks `x-plan: true` (which jobs run, where their data comes from). A rule passes exactly
+    these as --params, so Snakemake's params rerun-trigger reruns the jobs a changed setting affects
+    and not the ones already done when, say, a task is added."""
+    properties = load_schema()["properties"][section]["properties"]
+    return [key for key, spec in properties.items() if not spec.get("x-plan")]
+
+
 def workflow_layers(workflow) -> list:
     """Snakemake's config layers, lowest first: the Snakefile's `configfile:`, each `--configfile`, `--config`."""
     settings = workflow.config_settings

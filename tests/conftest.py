@@ -127,12 +127,14 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
 
 def load_workflow(tmp_path, deployment=frozenset(), apptainer_args="", config=None):
     """The parsed workflow (its rules), in this process. Parsing changes the working directory and
-    the environment (the Hub cache variables of cluster.smk): both are put back."""
+    Snakemake's shell prefix (the Hub cache variables of cluster.smk): both are put back, and the
+    environment too."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (ConfigSettings, DeploymentSettings, OutputSettings, ResourceSettings,
                                           StorageSettings)
+    from snakemake.shell import shell
 
-    cwd, environ = os.getcwd(), dict(os.environ)
+    cwd, environ, prefix = os.getcwd(), dict(os.environ), shell._process_prefix  # noqa: SLF001
     try:
         with SnakemakeApi(OutputSettings()) as api:
             wapi = api.workflow(
@@ -149,6 +151,7 @@ def load_workflow(tmp_path, deployment=frozenset(), apptainer_args="", config=No
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(environ)
+        shell._process_prefix = prefix  # noqa: SLF001
         # Workflow() writes its storage registry into snakemake.workflow's module globals; its catch-all
         # attribute lookup breaks vLLM's scan of sys.modules when a later test starts an engine in this
         # process. (The product never parses a workflow in-process: only these tests do.)

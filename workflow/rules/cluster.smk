@@ -73,77 +73,17 @@ def launch(rule, image):
 
 
 # Hugging Face downloads: one cache (config cache.dir) for every rule; only the fetch rules
-# (workflow/rules/fetch.smk, local rules on the submitting node) go online.
+# (workflow/rules/fetch.smk, local rules on the submitting node) go online. The variables are exported
+# in front of every job's shell command (Snakemake's shell.prefix; bash's default `set -euo pipefail`
+# kept), so a local run, a SLURM job and an Apptainer image all see them; Snakemake's own environment
+# is left as it is.
 HF_CACHE = config["cache"]["dir"]
-os.environ["HF_HOME"] = os.path.abspath(HF_CACHE)
-os.environ["HF_HUB_CACHE"] = os.path.join(os.environ["HF_HOME"], "hub")
-os.environ["HF_DATASETS_CACHE"] = os.path.join(os.environ["HF_HOME"], "datasets")
-if config["cache"]["offline"]:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-
-
-def _normalise_slurm_job_states():
-    """Work around snakemake-executor-plugin-slurm 2.8.0: it matches sacct's State against
-    "CANCELLED", but sacct reports a job cancelled with scancel as "CANCELLED by <uid>", so such a
-    job looked like it was still running and the workflow waited forever (even Ctrl-C did not end
-    it). The states are cut to their first word before the plugin reads them."""
-    try:
-        import snakemake_executor_plugin_slurm as slurm
-    except ImportError:
-        return
-    query = getattr(slurm, "query_job_status", None)
-    if query is None or getattr(query, "compass_normalised", False):
-        return
-
-    async def normalised(command, logger):
-        states, seconds = await query(command, logger)
-        if states:
-            states = {job: state.split()[0] if state.strip() else state for job, state in states.items()}
-        return states, seconds
-
-    normalised.compass_normalised = True
-    slurm.query_job_status = normalised
-
-
-_normalise_slurm_job_states()
-
-
-def _keep_the_record_of_failed_jobs():
-    """Work around Snakemake 9.27.1: when a job fails (or is cancelled), `Job.postprocess(error=True)`
-    still calls `persistence.finished`, which records the job's outputs as finished with the new
-    params. A rerun then sees no params change for the failed stage and, its (removed) output being
-    an intermediate one, considers the stale downstream outputs up to date: after `scancel` of DPO
-    with a changed dpo.beta, the rerun did nothing and final_vlm kept the old beta. Here a failed
-    job leaves the previous record as it was (only its incomplete marker goes), so the rerun reruns
-    the stage and what follows."""
-    import weakref
-
-    from snakemake.jobs import Job
-    from snakemake.persistence import PersistenceBase
-
-    if getattr(PersistenceBase.finished, "compass_patched", False):
-        return
-    failed = weakref.WeakSet()
-    postprocess, finished = Job.postprocess, PersistenceBase.finished
-
-    async def postprocess_noting_errors(self, *args, **kwargs):
-        if kwargs.get("error"):
-            failed.add(self)
-        return await postprocess(self, *args, **kwargs)
-
-    async def finished_unless_failed(self, job):
-        if job in failed:
-            failed.discard(job)
-            self._clear_cache()
-            for f in job.output:
-                self._unmark_incomplete(self._get_key(f))
-            return None
-        return await finished(self, job)
-
-    finished_unless_failed.compass_patched = True
-    Job.postprocess = postprocess_noting_errors
-    PersistenceBase.finished = finished_unless_failed
-
-
-_keep_the_record_of_failed_jobs()
+HF_ENV = {
+    "HF_HOME": os.path.abspath(HF_CACHE),
+    "HF_HUB_CACHE": os.path.join(os.path.abspath(HF_CACHE), "hub"),
+    "HF_DATASETS_CACHE": os.path.join(os.path.abspath(HF_CACHE), "datasets"),
+    **({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if config["cache"]["offline"] else {}),
+}
+# (braces doubled: shell.prefix formats its text like a rule's shell command)
+shell.prefix("set -euo pipefail; export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in HF_ENV.items())
+             .replace("{", "{{").replace("}", "}}") + "; ")

@@ -3,6 +3,7 @@
 import json
 import sys
 
+from compass.config import job_settings
 from compass.eval.tasks import TASKS
 
 EVAL = config["eval"]
@@ -23,10 +24,10 @@ if COMPARE_ON:
         sys.exit(f"compass: invalid config: eval.compare: models must be evaluated models ({', '.join(EVAL_MODELS)}) "
                  f"and task a generated task in eval.tasks (got models {COMPARE['models']}, task {COMPARE_TASK})")
 
-# The keys that change a model's outputs on a task (passed as --params and compared by the params
-# rerun-trigger): adding a task or a model does not rerun the evaluations already done.
-EVAL_SETTINGS = ("backend", "dtype", "batch_size", "max_new_tokens", "temperature", "top_p",
-                 "tensor_parallel_size", "limit", "max_prompt_tokens", "edinet_sheets")
+# The eval keys that change a model's outputs on a task: those the schema does not mark `x-plan`
+# (passed as --params and compared by the params rerun-trigger): adding a task or a model does not
+# rerun the evaluations already done.
+EVAL_SETTINGS = job_settings("eval")
 
 
 def eval_params():

@@ -5,6 +5,9 @@
 # Hub tokens come only from the environment (HF_TOKEN), never from config.
 import re
 
+from compass.data.sources import EVAL_SETS, SOURCE_DEFAULTS
+from compass.eval.tasks import TASKS
+
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -59,37 +62,27 @@ def hub_datasets():
     evaluation task eval_data loads from the Hub): data.sources and data.decontamination.eval_sets
     entries without a local path, and eval.data of the configured tasks (ids, configs and splits
     resolved as compass.data.sources and compass.eval.tasks resolve them)."""
-    try:
-        from compass.data import sources as src
-    except ImportError:  # pragma: no cover
-        return {}, {}
-    seed = getattr(src, "SEED_SOURCES", {})
     prompts = {}
     for spec in config["data"]["sources"]:
-        if spec.get("name") == "demo" or spec.get("path"):
+        if spec.get("name") in ("demo", "charts") or spec.get("path"):  # generated, or a local file
             continue
-        hub = _source_dataset(spec, seed)
+        hub = _source_dataset(spec, SOURCE_DEFAULTS)
         if hub:
             prompts[_slug(hub[0], *hub[1], hub[2])] = hub
-    eval_sets = getattr(src, "EVAL_SETS", {})
     for spec in config["data"].get("decontamination", {}).get("eval_sets", []):
-        if spec.get("path") or spec.get("name") not in eval_sets:
+        if spec.get("path"):
             continue
-        source, default_id, cfg, split = eval_sets[spec["name"]]
+        source, default_id, cfg, split = EVAL_SETS[spec["name"]]
         hf_id = spec.get("hf_id") or default_id
         hub = _source_dataset({"name": source, "split": split, "hf_id": hf_id,
-                               "hf_config": cfg if hf_id == default_id else None}, seed)
+                               "hf_config": cfg if hf_id == default_id else None}, SOURCE_DEFAULTS)
         if hub:
             prompts[_slug(hub[0], *hub[1], hub[2])] = hub
     tasks = {}
-    try:
-        from compass.eval.tasks import TASKS
-    except ImportError:  # pragma: no cover
-        TASKS = {}
     for name in config["eval"]["tasks"]:
-        task = TASKS.get(name)
+        task = TASKS[name]
         spec = config["eval"].get("data", {}).get(name) or {}
-        if task is None or name == "demo" or spec.get("path"):
+        if name == "demo" or spec.get("path"):
             continue
         hf_id = spec.get("hf_id") or task.hf_id
         if not hf_id:
@@ -97,7 +90,7 @@ def hub_datasets():
         hf_config = spec.get("hf_config") if spec.get("hf_id") else (spec.get("hf_config") or task.hf_config)
         split = spec.get("split") or task.split
         if task.kind == "math":
-            hub = _source_dataset({"name": task.source, "split": split, "hf_id": hf_id, "hf_config": hf_config}, seed)
+            hub = _source_dataset({"name": task.source, "split": split, "hf_id": hf_id, "hf_config": hf_config}, SOURCE_DEFAULTS)
         else:
             hub = (hf_id, (hf_config,), split)
         if hub:
