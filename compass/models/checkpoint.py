@@ -133,3 +133,61 @@ def compare_frozen(phase1_dir, other_dir) -> int:
     if not ref:
         raise CompassError(f"{phase1_dir}: no vision tower or projector tensors found")
     return compare_tensors(ref, frozen_tensors(other_dir), other_dir)
+
+
+# What a tensor of a LLaVA-OneVision checkpoint belongs to (names as vlm_tensor_name writes them).
+PARTS = {"vision_tower": "vision_tower.", "projector": "multi_modal_projector.", "image_newline": "image_newline",
+         "language_model": "language_model."}
+
+
+def part_of(name: str) -> str:
+    return next((part for part, prefix in PARTS.items() if name.startswith(prefix)), "other")
+
+
+def _tensor_index(path) -> dict:
+    """name (vlm_tensor_name) -> a function loading that tensor, reading one tensor at a time from safetensors."""
+    from safetensors import safe_open
+
+    index = {}
+    for file in weight_files(path):
+        if file.suffix == ".bin":
+            import torch
+
+            for k, v in torch.load(file, map_location="cpu", weights_only=True).items():
+                index[vlm_tensor_name(k)] = (lambda v=v: v)
+            continue
+        with safe_open(str(file), "pt") as f:
+            for k in f.keys():
+                index[vlm_tensor_name(k)] = (lambda file=file, k=k: _read(file, k))
+    if not index:
+        raise CompassError(f"{path}: no *.safetensors (or *.bin) weight files")
+    return index
+
+
+def _read(file, key):
+    from safetensors import safe_open
+
+    with safe_open(str(file), "pt") as f:
+        return f.get_tensor(key)
+
+
+def tensor_changes(phase1_dir, other_dir) -> dict:
+    """Per part of the VLM (vision_tower, projector, image_newline, language_model): how many tensors it has and
+    the names of those that differ from Phase 1's, bit for bit (one tensor in memory at a time). A tensor missing
+    on either side, or of another shape or dtype, is an error naming it."""
+    import torch
+
+    ref, got = _tensor_index(phase1_dir), _tensor_index(other_dir)
+    if set(ref) != set(got):
+        odd = sorted(set(ref) ^ set(got))[:3]
+        raise CompassError(f"{other_dir}: tensor names differ from {phase1_dir} (e.g. {odd})")
+    out: dict[str, dict] = {}
+    for name in sorted(ref):
+        a, b = ref[name](), got[name]()
+        if a.shape != b.shape or a.dtype != b.dtype:
+            raise CompassError(f"{other_dir}: tensor {name} is {b.dtype} {tuple(b.shape)}, Phase 1's {a.dtype} {tuple(a.shape)}")
+        part = out.setdefault(part_of(name), {"tensors": 0, "changed": []})
+        part["tensors"] += 1
+        if not torch.equal(a, b):
+            part["changed"].append(name)
+    return out

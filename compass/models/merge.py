@@ -4,6 +4,9 @@ Before the merged model is written, its logits on a few probe prompts are compar
 adapter model's; a difference above the tolerance for the dtype fails the stage, leaving no output.
 That check catches a faulty merge, not a wrong base: an adapter merged onto another model of the same
 shape passes it. So the base is checked first against the one the adapter was trained on (`check_base`).
+
+An adapter trained through the whole VLM (`vision.train`) is merged into its VLM base the same way, its probes
+half with an image, and written with the processor saved beside the adapter (its tiling) by checkpoint.save_vlm.
 """
 
 from __future__ import annotations
@@ -55,10 +58,55 @@ def check_base(adapter_dir, base_dir) -> None:
                            "merging it there would give a wrong model")
 
 
+def probe_image():
+    """A fixed, non-uniform RGB image for the VLM probes."""
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:40, 0:56]
+    return Image.fromarray(np.stack([x * 4, y * 6, (x + y) * 2], axis=-1).astype("uint8"))
+
+
+def vlm_probe_batch(processor, n: int, chat_cfg: dict):
+    """`n` probe prompts for a VLM, every other one with the probe image."""
+    convs, images = [], []
+    for i, (p, lang) in enumerate((PROBE_PROBLEMS * n)[:n]):
+        k = 1 - i % 2
+        convs.append(prompt_messages(p, lang, n_images=k))
+        images.append([probe_image()] * k)
+    texts = [chat.render(processor, c, chat_cfg) for c in convs]
+    return processor(text=texts, images=images, return_tensors="pt", padding=True, padding_side="right",
+                     add_special_tokens=False)
+
+
+def load_base(base_dir, adapter_dir, dtype):
+    """(base model, tokenizer or processor) of a merge: a causal LM, or a VLM with the adapter's processor (the
+    tiling it was trained with, set on the base's config too)."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+    from compass import vision
+    from compass.models.checkpoint import is_vlm
+
+    saved = adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base_dir
+    if not is_vlm(base_dir):
+        tokenizer = AutoTokenizer.from_pretrained(saved)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype), tokenizer
+    base = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=dtype)
+    processor = AutoProcessor.from_pretrained(adapter_dir if (Path(adapter_dir) / "processor_config.json").is_file()
+                                              else base_dir)
+    grid = processor.image_processor.image_grid_pinpoints
+    vision.apply_tiling(processor, base.config, {"image_grid_pinpoints": grid})
+    return base, processor
+
+
 def merge(base_dir, adapter_dir, out_dir, mcfg: dict, chat_cfg: dict | None = None) -> dict:
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from compass.models.checkpoint import is_vlm as checkpoint_is_vlm
+    from compass.models.checkpoint import save_vlm
 
     model_type(base_dir, "base model")
     require_dir(adapter_dir, "adapter")
@@ -66,16 +114,17 @@ def merge(base_dir, adapter_dir, out_dir, mcfg: dict, chat_cfg: dict | None = No
         raise CompassError(f"adapter: {adapter_dir} holds no adapter_config.json (not a PEFT adapter)")
     check_base(adapter_dir, base_dir)
     dtype = "auto" if mcfg["dtype"] == "auto" else getattr(torch, mcfg["dtype"])
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    base, tokenizer = load_base(base_dir, adapter_dir, dtype)
+    is_vlm = checkpoint_is_vlm(base_dir)
     try:
         model = PeftModel.from_pretrained(base, adapter_dir).eval()
     except (RuntimeError, ValueError, KeyError) as e:  # size mismatch, unknown target modules
         first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e).splitlines()[0])
         raise CompassError(f"{adapter_dir}: does not fit the base model {base_dir}: {first}") from None
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").is_file() else base_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    enc = probe_batch(tokenizer, mcfg["parity_probes"], chat_cfg or {})
+    if is_vlm:
+        enc = vlm_probe_batch(tokenizer, mcfg["parity_probes"], chat_cfg or {})
+    else:
+        enc = probe_batch(tokenizer, mcfg["parity_probes"], chat_cfg or {})
     mask = enc["attention_mask"].bool()
     with torch.inference_mode():
         expected = model(**enc).logits[mask].float()
@@ -91,9 +140,12 @@ def merge(base_dir, adapter_dir, out_dir, mcfg: dict, chat_cfg: dict | None = No
             f"(> merge.atol for {report['dtype']} = {atol}); nothing written to {out_dir}"
         )
     with atomic_output(out_dir, directory=True) as tmp:
-        merged.save_pretrained(tmp)
-        tokenizer.padding_side = "left"
-        tokenizer.save_pretrained(tmp)
+        if is_vlm:
+            save_vlm(merged, tokenizer, tmp)
+        else:
+            merged.save_pretrained(tmp)
+            tokenizer.padding_side = "left"
+            tokenizer.save_pretrained(tmp)
         (Path(tmp) / "merge_parity.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"merged {adapter_dir} into {base_dir}: max |Δlogit| {max_diff:.2e} <= {atol} -> {out_dir}")
     return report

@@ -236,6 +236,13 @@ def load_inputs(data_path, fields, model_path, sec: dict, section: str, bf16: bo
     return rows, model, tokenizer, chat.template_kwargs(chat_cfg)
 
 
+def with_vision(sec: dict, model_path, vision_cfg: dict | None) -> dict:
+    """The section a stage's checkpoints are fingerprinted by: with the vision settings when it trains a VLM."""
+    from compass.models.checkpoint import is_vlm
+
+    return {**sec, "vision": vision_cfg or {}} if is_vlm(model_path) else sec
+
+
 def train_stage(trainer, tokenizer, record: dict, sec: dict, seed: int, chat_cfg: dict, inputs, checkpoints_dir, out_dir) -> None:
     """`train_and_save` of a stage's trainer, its checkpoints fingerprinted by the section (but report_to:
     where metrics also go changes nothing trained), the chat settings, the seed and the `inputs` (data

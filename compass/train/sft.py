@@ -1,7 +1,9 @@
 """`compass sft`: SFT with LoRA on the teacher traces — TRL's SFTTrainer over a PEFT adapter.
 
 Rows become prompt-completion conversations (system + user -> assistant), so the loss falls on
-the assistant turn only. Only the LLM is trained; the vision tower and projector stay in Phase 1.
+the assistant turn only. Given the extracted LLM, only the LLM is trained; given the Phase 1 VLM
+(`vision.train`), the stage trains through the whole VLM on image and text-only traces
+(compass.train.vlm: LoRA on the language model, the vision tower frozen, the projector per `vision.projector`).
 
 With `sft.packing` the examples are packed into sequences of `max_length` tokens by TRL (best-fit
 decreasing, padding-free): positions restart at each example, so FlashAttention's varlen kernel (or
@@ -58,11 +60,16 @@ def trainer(args, model, tokenizer, dataset, sec: dict):
                       callbacks=[common.real_tokens_callback()])
 
 
-def build(traces_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None, **overrides):
+def build(traces_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None,
+          vision_cfg: dict | None = None, **overrides):
     """(trainer, tokenizer, record for training_log.json) of the stage, as `train` runs it (`overrides` for
-    a test's or a benchmark's step counts)."""
+    a test's or a benchmark's step counts). A VLM checkpoint trains through the whole VLM (`build_vlm`)."""
     from datasets import Dataset
 
+    from compass.models.checkpoint import is_vlm
+
+    if is_vlm(model_path):
+        return build_vlm(traces_path, model_path, checkpoints_dir, sec, seed, chat_cfg or {}, vision_cfg or {}, **overrides)
     args = config(sec, seed, checkpoints_dir, **overrides)
     rows, model, tokenizer, kwargs = common.load_inputs(traces_path, TRACE_FIELDS, model_path, sec, "sft", args.bf16,
                                                         chat_cfg or {})
@@ -72,18 +79,55 @@ def build(traces_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_c
     return trainer(args, model, tokenizer, dataset, sec), tokenizer, record
 
 
-def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None) -> None:
-    stage = build(traces_path, model_path, checkpoints_dir, sec, seed, chat_cfg)
-    common.train_stage(*stage, sec, seed, chat_cfg or {}, (traces_path, model_path), checkpoints_dir, out_dir)
+def build_vlm(traces_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict, vision_cfg: dict,
+              **overrides):
+    """The stage on a LLaVA-OneVision checkpoint (compass.train.vlm): image and text-only traces in one dataset,
+    TRL's vision collator (checking each example's image tokens), LoRA on the language model, the projector as
+    `vision.projector` says; the processor (with its tiling) is saved with the adapter."""
+    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    from compass import chat
+    from compass.io import CompassError, read_jsonl
+    from compass.train import vlm
+
+    if sec["packing"]:
+        raise CompassError("sft.packing: TRL does not pack image examples; set sft.packing: false to train the VLM")
+    # remove_unused_columns=False: TRL's vision signature would drop the template arguments, ids and token counts.
+    args = config(sec, seed, checkpoints_dir, **{"remove_unused_columns": False, **overrides})
+    rows = read_jsonl(traces_path, required=TRACE_FIELDS)
+    common.require_rows(rows, traces_path)
+    model, processor = vlm.load(model_path, common.model_kwargs(sec, "sft", args.bf16), chat_cfg, vision_cfg)
+    kwargs = chat.template_kwargs(chat_cfg)
+    rows, kept = vlm.prepare(rows, traces_path, processor, chat_cfg, sec["max_length"])
+    common.require_rows(rows, f"{traces_path} (after dropping examples cut inside their image: {kept})")
+    examples = [{**to_example(r, kwargs), "images": r["image_paths"], "id": r["id"], "image_tokens": r["image_tokens"]}
+                for r in rows]
+    collator = vlm.checked(DataCollatorForVisionLanguageModeling)(processor=processor, max_length=args.max_length,
+                                                                  completion_only_loss=True)
+    tr = SFTTrainer(model=model, args=args, train_dataset=vlm.dataset(examples), processing_class=processor,
+                    data_collator=collator, peft_config=vlm.lora_config(sec, model, vision_cfg.get("projector", "frozen")),
+                    callbacks=[common.real_tokens_callback()])
+    record = {"chat_template_kwargs": kwargs, "packing": False, "attn_implementation": model.config._attn_implementation,
+              "vision": vlm.record(tr.model, processor, vision_cfg, kept)}
+    return tr, processor, record
+
+
+def train(traces_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None,
+          vision_cfg: dict | None = None) -> None:
+    stage = build(traces_path, model_path, checkpoints_dir, sec, seed, chat_cfg, vision_cfg)
+    common.train_stage(*stage, common.with_vision(sec, model_path, vision_cfg), seed, chat_cfg or {},
+                       (traces_path, model_path), checkpoints_dir, out_dir)
 
 
 def add_arguments(p) -> None:
     p.add_argument("--traces", required=True, type=Path, help="teacher traces JSONL")
-    p.add_argument("--model", required=True, type=Path, help="base language model directory (Phase 1 LLM)")
+    p.add_argument("--model", required=True, type=Path, help="base language model directory (Phase 1 LLM), "
+                   "or the Phase 1 VLM to train through the whole VLM (vision.train)")
     p.add_argument("--out", required=True, type=Path, help="output adapter directory")
     p.add_argument("--checkpoints", type=Path, default=None, help="checkpoint directory for resume (default: OUT.checkpoints)")
 
 
 def main(args, cfg) -> None:
     ckpt = args.checkpoints or Path(f"{args.out}.checkpoints")
-    train(args.traces, args.model, args.out, ckpt, cfg["sft"], cfg["seed"], cfg["chat"])
+    train(args.traces, args.model, args.out, ckpt, cfg["sft"], cfg["seed"], cfg["chat"], cfg["vision"])
