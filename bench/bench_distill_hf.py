@@ -2,7 +2,7 @@
 
 Builds a model of the demo Phase 1's LLM shape (random weights; or `--shape FILE` for a real
 architecture from ../shared/data/model_configs, e.g. on a lent GPU), then times batched generation
-of the demo prompts through the same code path as `compass distill --backend hf`.
+of the demo prompts through the same code path as `compass distill` with `teacher.backend: hf`.
 
     python bench/bench_distill_hf.py                 # tiny model on CPU
     python bench/bench_distill_hf.py --prompts 256 --batch-size 64 --max-new-tokens 128

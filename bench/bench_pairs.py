@@ -1,7 +1,7 @@
 """Benchmark of `compass pairs`: make a realistic traces file, run the real CLI path, print rows/s.
 
     .venv/bin/python bench/bench_pairs.py                 # 600,000 rows, config workers (1)
-    .venv/bin/python bench/bench_pairs.py --rows 50000 --workers 2
+    .venv/bin/python bench/bench_pairs.py --rows 50000 --workers 2   # passes --set pairs.workers=2
 
 The input is generated (seeded) in a temporary directory: GSM8K-like word problems in English
 (70%) and Japanese (30%) with multi-step worked solutions as the <Thinking> (calculator
@@ -9,7 +9,7 @@ annotations, money, percentages, decimals, thousands separators), about 1.3 kB p
 and boxed answers of the kinds the seed corpus has (integers, thousands, decimals, negatives,
 fractions, choice letters). The timed part is exactly `compass pairs --traces IN --out OUT`
 (JSON reading, validation, pair generation, sorting, writing, stats), run in a subprocess with
---require-tags (as the Phase 2 config runs it).
+`--set pairs.require_tags=true` (as the Phase 2 config runs it).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def make_input(path: Path, rows: int, seed: int = 0) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=600_000)
-    ap.add_argument("--workers", type=int, default=None, help="--workers for compass pairs (default: pairs.workers of the config)")
+    ap.add_argument("--workers", type=int, default=None, help="pairs.workers for compass pairs (default: the config's)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep the input and output in this directory (and reuse an input of the same --rows found there)")
     args = ap.parse_args()
@@ -143,9 +143,9 @@ def main() -> int:
     print(f"input: {args.rows:,} rows, {size / 1e6:.0f} MB ({size / args.rows:.0f} B/row), ready in {time.perf_counter() - t0:.1f}s", flush=True)
     load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     cmd = [sys.executable, "-c", "import sys; from compass.cli import main; sys.exit(main())", "pairs",
-           "--traces", str(traces), "--out", str(out), "--require-tags", "--no-progress"]
+           "--traces", str(traces), "--out", str(out), "--set", "pairs.require_tags=true", "--no-progress"]
     if args.workers is not None:
-        cmd += ["--workers", str(args.workers)]
+        cmd += ["--set", f"pairs.workers={args.workers}"]
     t0 = time.perf_counter()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd] if Path("/usr/bin/time").exists() else cmd,

@@ -129,8 +129,8 @@ def _devices(config: dict, rule: str) -> tuple[int, str]:
 
 def cross_key_errors(config: dict, workflow: bool = False) -> list[tuple[list[tuple], str]]:
     """Rules that join several keys, as (key paths involved, message): what a stage would find only when
-    it runs. `workflow`: also the rules of a Snakemake run (a stage run alone may be given more on its
-    command line, e.g. `compass distill --model`)."""
+    it runs. `workflow`: also the rules of a Snakemake run, which checks every stage's keys at start-up
+    (a stage run alone checks those it uses: `compass distill` names teacher.model when it needs one)."""
     errors = []
     for section in ("sft", "dpo"):
         sec = config[section]

@@ -116,7 +116,7 @@ def test_cross_key_rules_are_checked_at_start_up(tmp_path, override, message):
 
 
 def test_a_teacher_backend_without_a_model_stops_the_workflow_at_start_up():
-    cfg = config.validate({"teacher": {"backend": "hf"}})  # a stage run alone may get --model
+    cfg = config.validate({"teacher": {"backend": "hf"}})  # a stage run alone: only distill needs it, and says so
     with pytest.raises(CompassError, match="teacher.model: the hf backend needs a teacher checkpoint"):
         config.validate(cfg, workflow=True)
 

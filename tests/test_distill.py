@@ -75,7 +75,7 @@ def _prompts(tmp_path, n):
 
 def _distill_cmd(prompts, out, model, shard=0, num_shards=1):
     return [sys.executable, "-m", "compass", "distill", "--prompts", str(prompts), "--out", str(out),
-            "--backend", "hf", "--model", str(model), "--shard", str(shard), "--num-shards", str(num_shards),
+            "--set", "teacher.backend=hf", "--set", f"teacher.model={model}", "--shard", str(shard), "--num-shards", str(num_shards),
             "--set", "teacher.chunk_size=4", "--set", "teacher.max_new_tokens=24", "--set", "teacher.batch_size=4",
             "--set", "teacher.temperature=0"]
 

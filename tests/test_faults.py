@@ -207,7 +207,7 @@ CASES = [
       lambda w, o: ["--prompts", w.prompts, "--out", o / "s.jsonl", "--stats", w.prompts],
       lambda w, o: f"--stats {w.prompts} would overwrite the input --prompts"),
     C("distill-no-teacher-model", "distill", "hf backend without a teacher model",
-      lambda w, o: ["--prompts", w.prompts, "--out", o / "s.jsonl", "--backend", "hf"], "teacher.model must name a checkpoint"),
+      lambda w, o: ["--set", "teacher.backend=hf", "--prompts", w.prompts, "--out", o / "s.jsonl"], "teacher.model must name a checkpoint"),
     # gather-traces
     C("gather-shard-without-stats", "gather-traces", "a shard without its stats file",
       lambda w, o: ["--shards", w.malformed_jsonl, "--out", o / "t.jsonl"], lambda w, o: f"{w.root / 'malformed.stats.json'}: file not found"),

@@ -1,7 +1,7 @@
 """`compass pairs` end to end on files of the project's own traces (compass.data.demo problems in the
 trace format; real GSM8K/MATH-500 traces too when ../shared/data has them): output and stats,
 byte-identical output whatever the row order, workers or block size, bad lines reported as
-file:line, nothing half-written, flags over config, on-policy samples through the CLI."""
+file:line, nothing half-written, settings from the config (--set), on-policy samples through the CLI."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_byte_identical_whatever_row_order_and_workers(tmp_path, rows, cfg):
     random.Random(7).shuffle(shuffled)
     b = _write(tmp_path / "b.jsonl", shuffled)
     assert _run(cfg, "--traces", a, "--out", tmp_path / "a.out.jsonl") == 0
-    assert _run(cfg, "--traces", b, "--out", tmp_path / "b.out.jsonl", "--workers", 2) == 0
+    assert _run(cfg, "--traces", b, "--out", tmp_path / "b.out.jsonl", "--set", "pairs.workers=2") == 0
     assert (tmp_path / "a.out.jsonl").read_bytes() == (tmp_path / "b.out.jsonl").read_bytes()
     assert (tmp_path / "a.out.stats.json").read_bytes() == (tmp_path / "b.out.stats.json").read_bytes()
     ids = [json.loads(line)["id"] for line in (tmp_path / "a.out.jsonl").read_text().splitlines()]
@@ -100,17 +100,15 @@ def test_real_traces_through_the_cli(tmp_path, cfg):
     random.Random(7).shuffle(shuffled)
     a, b = _write(tmp_path / "a.jsonl", real), _write(tmp_path / "b.jsonl", shuffled)
     assert _run(cfg, "--traces", a, "--out", tmp_path / "a.out.jsonl") == 0
-    assert _run(cfg, "--traces", b, "--out", tmp_path / "b.out.jsonl", "--workers", 2) == 0
+    assert _run(cfg, "--traces", b, "--out", tmp_path / "b.out.jsonl", "--set", "pairs.workers=2") == 0
     assert (tmp_path / "a.out.jsonl").read_bytes() == (tmp_path / "b.out.jsonl").read_bytes()
     assert (tmp_path / "a.out.stats.json").read_bytes() == (tmp_path / "b.out.stats.json").read_bytes()
 
 
-def test_seed_flag_and_config_agree_and_change_the_output(tmp_path, rows, cfg):
+def test_the_configured_seed_changes_the_output(tmp_path, rows, cfg):
     traces = _write(tmp_path / "t.jsonl", rows[:60])
     assert _run(cfg, "--traces", traces, "--out", tmp_path / "s42.jsonl") == 0
-    assert _run(cfg, "--traces", traces, "--out", tmp_path / "s43.jsonl", "--seed", 43) == 0
-    assert cli.main(["pairs", "--config", str(cfg), "--set", "pairs.seed=43", "--traces", str(traces), "--out", str(tmp_path / "c43.jsonl")]) == 0
-    assert (tmp_path / "s43.jsonl").read_bytes() == (tmp_path / "c43.jsonl").read_bytes()
+    assert _run(cfg, "--set", "pairs.seed=43", "--traces", traces, "--out", tmp_path / "s43.jsonl") == 0
     assert (tmp_path / "s42.jsonl").read_bytes() != (tmp_path / "s43.jsonl").read_bytes()
     assert json.loads((tmp_path / "s43.stats.json").read_text())["seed"] == 43
 
@@ -128,7 +126,7 @@ def test_bad_line_in_a_later_block_with_workers_leaves_the_old_output_alone(tmp_
     traces = _write(tmp_path / "t.jsonl", rows, {300: "[1, 2]"})
     out = tmp_path / "pairs.jsonl"
     out.write_text("old complete output\n")
-    assert _run(cfg, "--traces", traces, "--out", out, "--workers", 2) == 2
+    assert _run(cfg, "--traces", traces, "--out", out, "--set", "pairs.workers=2") == 2
     assert f"{traces}:301: expected a JSON object, got list" in capsys.readouterr().err
     assert out.read_text() == "old complete output\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.yaml", "pairs.jsonl", "t.jsonl"]
@@ -141,28 +139,21 @@ def test_bad_lines_are_skipped_and_counted_when_configured(tmp_path, rows, cfg, 
     with open(traces, "ab") as f:
         f.write(b'{"id": "z", "problem": "\xff", "response": "r"}\n')
     out = tmp_path / "pairs.jsonl"
-    assert _run(cfg, "--traces", traces, "--out", out, "--on-bad-line", "skip") == 0
+    assert _run(cfg, "--set", "pairs.on_bad_line=skip", "--traces", traces, "--out", out) == 0
     assert "skipped 4 malformed line(s)" in capsys.readouterr().err
     stats = json.loads((tmp_path / "pairs.stats.json").read_text())
     assert stats["dropped"] == {"bad_line": 4} and stats["pairs_out"] == 40 and stats["rows_in"] == 44  # the blank line is no row
     assert [e.split(": ", 1)[0] for e in stats["bad_lines"]] == [f"{traces}:{n}" for n in (6, 12, 18, 45)]
     assert "missing field(s) response" in stats["bad_lines"][1] and "field id must be" in stats["bad_lines"][2]
     assert len(out.read_text().splitlines()) == 40
-    # The config key does the same.
-    assert cli.main(["pairs", "--config", str(cfg), "--set", "pairs.on_bad_line=skip", "--traces", str(traces),
-                     "--out", str(tmp_path / "p2.jsonl")]) == 0
-    assert (tmp_path / "p2.jsonl").read_bytes() == out.read_bytes()
 
 
-def test_require_tags_flag_and_config(tmp_path, rows, cfg):
+def test_require_tags(tmp_path, rows, cfg):
     broken = [dict(r, id=r["id"] + "-broken", response=r["response"].replace("</Thinking>", "")) for r in rows[:7]]
     traces = _write(tmp_path / "t.jsonl", rows[:30] + broken)
-    assert _run(cfg, "--traces", traces, "--out", tmp_path / "a.jsonl", "--require-tags") == 0
+    assert _run(cfg, "--set", "pairs.require_tags=true", "--traces", traces, "--out", tmp_path / "a.jsonl") == 0
     a = json.loads((tmp_path / "a.stats.json").read_text())
     assert a["dropped"] == {"malformed:missing_thinking": 7} and a["pairs_out"] == 30 and a["require_tags"] is True
-    assert cli.main(["pairs", "--config", str(cfg), "--set", "pairs.require_tags=true", "--traces", str(traces),
-                     "--out", str(tmp_path / "b.jsonl")]) == 0
-    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert _run(cfg, "--traces", traces, "--out", tmp_path / "c.jsonl") == 0
     assert json.loads((tmp_path / "c.stats.json").read_text())["pairs_out"] == 37
 
@@ -171,14 +162,18 @@ def test_user_errors_are_one_line(tmp_path, rows, cfg, capsys):
     traces = _write(tmp_path / "t.jsonl", rows[:5])
     assert _run(cfg, "--traces", tmp_path / "missing.jsonl", "--out", tmp_path / "o.jsonl") == 2
     assert "missing.jsonl: file not found" in capsys.readouterr().err
-    assert _run(cfg, "--traces", traces, "--out", tmp_path / "o.jsonl", "--on-policy-ratio", "0.5") == 2
+    assert _run(cfg, "--set", "pairs.on_policy_ratio=0.5", "--traces", traces, "--out", tmp_path / "o.jsonl") == 2
     assert "needs --samples" in capsys.readouterr().err
-    assert _run(cfg, "--traces", traces, "--out", tmp_path / "o.jsonl", "--workers", "0") == 2
+    assert _run(cfg, "--set", "pairs.workers=0", "--traces", traces, "--out", tmp_path / "o.jsonl") == 2
+    assert "pairs.workers" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
     with pytest.raises(SystemExit) as e:
         cli.main(["pairs", "--help"])
     assert e.value.code == 0
-    assert "--require-tags" in capsys.readouterr().out
+    helptext = capsys.readouterr().out
+    assert "--samples" in helptext and "--set" in helptext
+    for setting in ("--seed", "--workers", "--require-tags", "--on-bad-line", "--on-policy-ratio"):
+        assert setting not in helptext, f"{setting}: a setting is config (--set pairs.KEY=VALUE), not a flag"
 
 
 def test_on_policy_samples_through_the_cli(tmp_path, rows, cfg):
@@ -191,7 +186,7 @@ def test_on_policy_samples_through_the_cli(tmp_path, rows, cfg):
             wrong = right.replace(f"\\boxed{{{r['answer']}}}", f"\\boxed{{{int(r['answer'].replace(',', '')) + 2}}}")
             f.write(json.dumps({"id": r["id"], "samples": [right, wrong] if i % 2 else [right]}) + "\n")
     out = tmp_path / "pairs.jsonl"
-    assert _run(cfg, "--traces", traces, "--out", out, "--samples", samples, "--on-policy-ratio", "1.0") == 0
+    assert _run(cfg, "--set", "pairs.on_policy_ratio=1.0", "--traces", traces, "--out", out, "--samples", samples) == 0
     stats = json.loads((tmp_path / "pairs.stats.json").read_text())
     assert stats["on_policy"]["outcomes"]["on_policy"] == 60 and stats["on_policy"]["outcomes"]["no_wrong_sample"] == 60
     assert stats["pairs_out"] == 120 and stats["strategies"]["on_policy"] == 60
@@ -200,6 +195,6 @@ def test_on_policy_samples_through_the_cli(tmp_path, rows, cfg):
         if p["strategy"] == "on_policy":
             assert "\\boxed{" in p["rejected"][0]["content"] and p["rejected"][0]["content"] != p["chosen"][0]["content"]
     # Workers do not change it either.
-    assert _run(cfg, "--traces", traces, "--out", tmp_path / "w2.jsonl", "--samples", samples,
-                "--on-policy-ratio", "1.0", "--workers", "2") == 0
+    assert _run(cfg, "--set", "pairs.on_policy_ratio=1.0", "--set", "pairs.workers=2", "--traces", traces,
+                "--out", tmp_path / "w2.jsonl", "--samples", samples) == 0
     assert (tmp_path / "w2.jsonl").read_bytes() == out.read_bytes()

@@ -346,27 +346,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--traces", required=True, type=Path, help="teacher traces JSONL (id, problem, response; lang, source, answer when known)")
     p.add_argument("--out", required=True, type=Path, help="output pairs JSONL (TRL conversational preference format)")
     p.add_argument("--stats", type=Path, default=None, help="statistics JSON (default: OUT with .stats.json)")
-    p.add_argument("--seed", type=int, default=None, help="overrides pairs.seed")
-    p.add_argument("--require-tags", action=argparse.BooleanOptionalAction, default=None,
-                   help="drop rows whose response is not well formed (overrides pairs.require_tags)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (overrides pairs.workers; the output does not depend on it)")
-    p.add_argument("--on-bad-line", choices=["raise", "skip"], default=None, help="overrides pairs.on_bad_line")
     p.add_argument("--samples", type=Path, default=None,
-                   help='on-policy samples JSONL: {"id": ..., "samples": ["model output", ...]} per prompt')
-    p.add_argument("--on-policy-ratio", type=float, default=None, help="overrides pairs.on_policy_ratio (needs --samples)")
+                   help='on-policy samples JSONL: {"id": ..., "samples": ["model output", ...]} per prompt (with pairs.on_policy_ratio > 0)')
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: on a terminal, or for inputs over 256 MB)")
 
 
 def main(args, cfg) -> None:
-    pcfg = dict(cfg["pairs"])
-    for flag, key in (("seed", "seed"), ("require_tags", "require_tags"), ("workers", "workers"),
-                      ("on_bad_line", "on_bad_line"), ("on_policy_ratio", "on_policy_ratio")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            pcfg[key] = value
-    if pcfg["workers"] < 1:
-        raise CompassError(f"--workers must be >= 1, got {pcfg['workers']}")
+    """Settings (seed, require_tags, workers, on_bad_line, on_policy_ratio, weights) come from config
+    `pairs`, like every stage's: --set pairs.KEY=VALUE, --config FILE or the rule's --params."""
+    pcfg = cfg["pairs"]
     samples = is_correct = None
     extra = None
     if args.samples is not None:

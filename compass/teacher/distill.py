@@ -210,18 +210,12 @@ def add_arguments(p) -> None:
     p.add_argument("--stats", type=Path, default=None, help="statistics JSON (default: OUT with .stats.json)")
     p.add_argument("--shard", type=int, default=0, help="which shard of the prompts to distill (0-based)")
     p.add_argument("--num-shards", type=int, default=1, help="number of shards the prompts are split into")
-    p.add_argument("--backend", choices=["reference", "hf", "vllm"], help="overrides teacher.backend")
-    p.add_argument("--model", help="overrides teacher.model")
 
 
 def main(args, cfg) -> None:
     from compass.answers import is_correct
 
-    tcfg = dict(cfg["teacher"])
-    if args.backend:
-        tcfg["backend"] = args.backend
-    if args.model:
-        tcfg["model"] = args.model
+    tcfg = cfg["teacher"]  # backend, model & co.: --set teacher.KEY=VALUE, --config FILE or the rule's --params
     all_rows = read_jsonl(args.prompts, required=PROMPT_FIELDS)
     if not all_rows:
         raise CompassError(f"{args.prompts}: no prompts (an empty file)")
