@@ -188,3 +188,65 @@ def test_train_merge_compose_names_the_changed_tensors(projector, phase1_dir, im
     if projector == "train":
         with pytest.raises(CompassError, match="multi_modal_projector.* differs from Phase 1, but vision.projector is frozen"):
             compose(phase1_dir, tmp_path / "merged", tmp_path / "vlm2", vision_cfg(projector="frozen"))
+
+
+@pytest.fixture(scope="module")
+def image_pairs(image_traces):
+    """DPO pairs of the image traces (the pairs stage's rows, with the traces' images), beside the traces."""
+    from compass.pairs.build import pair_dict
+
+    rows = read_jsonl(image_traces)
+    pairs = [{**pair_dict(r, "tampered", r["response"].replace("\\boxed{", "\\boxed{1")),
+              **({"images": r["images"]} if r.get("images") else {})} for r in rows]
+    path = image_traces.parent / "pairs.jsonl"
+    write_jsonl(path, pairs)
+    return path
+
+
+@pytest.mark.parametrize("projector", ["frozen", "train"])
+def test_dpo_on_the_vlm(projector, phase1_dir, image_pairs, tmp_path, demo_config):
+    """The DPO stage's own trainer on the VLM: chosen and rejected batched with the image twice, image tokens
+    checked, LoRA on the language model (and the projector when it trains), reference = adapter disabled; two steps."""
+    from compass import vision
+    from compass.train import dpo
+
+    sec = small(demo_config["dpo"], precompute_ref_log_probs=False)
+    trainer, processor, record = dpo.build(image_pairs, phase1_dir, tmp_path / "c", sec, 0, demo_config["chat"],
+                                           vision_cfg(projector=projector))
+    assert trainer.ref_model is None
+    names = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert all(("lora_" in n and ".language_model." in n) or "multi_modal_projector" in n for n in names)
+    assert any("multi_modal_projector" in n for n in names) is (projector == "train")
+    examples = [dict(trainer.train_dataset[i]) for i in (0, 1)]
+    want = [e["image_tokens"] for e in examples]
+    batch = trainer.data_collator(examples)
+    assert (batch["input_ids"] == vision.image_token_id(processor)).sum(1).tolist() == want * 2
+    trainer.train()
+    assert trainer.state.global_step == 3 and record["vision"]["examples"]["with_images"] == 6
+
+
+def test_dpo_on_the_vlm_refuses_precomputed_reference(phase1_dir, image_pairs, tmp_path, demo_config):
+    from compass.train import dpo
+
+    with pytest.raises(CompassError, match="dpo.precompute_ref_log_probs"):
+        dpo.build(image_pairs, phase1_dir, tmp_path / "c", small(demo_config["dpo"], precompute_ref_log_probs=True),
+                  0, demo_config["chat"], vision_cfg())
+
+
+def test_grpo_on_the_vlm(phase1_dir, image_traces, tmp_path, demo_config):
+    """A GRPO stage on the VLM: image and text prompts, LoRA on the language model, rollouts that never sample the
+    image token (TRL suppresses it), one step."""
+    from compass.train import grpo
+
+    sec = {**grpo.stage_section(demo_config["grpo"], "grpo_accuracy"), "bf16": False, "global_batch_size": 4,
+           "micro_batch_size": 4, "num_generations": 2, "max_completion_length": 8, "max_length": 512, "max_steps": 1,
+           "logging_steps": 1, "gradient_checkpointing": False}
+    trainer, processor, record = grpo.build(image_traces, phase1_dir, tmp_path / "c", sec, 0, demo_config["chat"],
+                                            "grpo_accuracy", vision_cfg())
+    names = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n and ".language_model." in n for n in names)
+    assert trainer.generation_config.suppress_tokens == [processor.image_token_id]
+    assert sum(bool(x) for x in trainer.train_dataset["images"]) == 6
+    assert record["data"]["cut_in_image"] == 0 and record["data"]["fit_max_length"] == 12
+    trainer.train()
+    assert trainer.state.global_step == 1

@@ -89,7 +89,8 @@ def fits(rows: list[dict], tokenizer, chat_cfg: dict, max_prompt_tokens: int) ->
 
 def pass_rates(rows: list[dict], model_path, chat_cfg: dict, sec: dict, seed: int) -> list[float]:
     """Each prompt's share of `data.pass_rate.samples` completions of the model at `model_path` that the answer
-    layer grades correct (sampled as the stage samples: its temperature, top_p and completion length)."""
+    layer grades correct (sampled as the stage samples: its temperature, top_p and completion length; with its
+    images, for rows `compass.train.vlm.prepare` gave `image_paths`)."""
     from compass import generation
     from compass.answers import is_correct
     from compass.trace_format import prompt_messages
@@ -99,8 +100,15 @@ def pass_rates(rows: list[dict], model_path, chat_cfg: dict, sec: dict, seed: in
     engine = generation.load(backend, model_path, chat_cfg, batch_size=band["batch_size"], seed=seed)
     sampling = generation.Sampling(max_new_tokens=sec["max_completion_length"], temperature=sec["temperature"],
                                    top_p=sec["top_p"], n=band["samples"], seed=seed)
-    outs = generation.texts(engine.generate([prompt_messages(r["problem"], r.get("lang")) for r in rows], sampling,
-                                            desc="pass rate"))
+    if engine.vlm:
+        from PIL import Image
+
+        images = [[Image.open(p).convert("RGB") for p in r.get("image_paths", [])] for r in rows]
+        convs = [prompt_messages(r["problem"], r.get("lang"), n_images=len(ims)) for r, ims in zip(rows, images)]
+        outs = generation.texts(engine.generate(convs, sampling, images=images, desc="pass rate"))
+    else:
+        outs = generation.texts(engine.generate([prompt_messages(r["problem"], r.get("lang")) for r in rows], sampling,
+                                                desc="pass rate"))
     del engine  # its memory (a GPU's, for vLLM) goes back before the trainer loads the model
     gc.collect()
     return [sum(is_correct(o, r["answer"]) for o in outs_r) / len(outs_r) for r, outs_r in zip(rows, outs)]
@@ -161,20 +169,31 @@ def config(sec: dict, seed: int, output_dir, chat_cfg: dict | None = None, rewar
         raise CompassError(f"grpo: {e}") from None
 
 
-def trainer(args, model, tokenizer, dataset, sec: dict, reward_funcs):
+def trainer(args, model, tokenizer, dataset, sec: dict, reward_funcs, peft_config=None):
     """TRL's GRPOTrainer as the stage runs it: a fresh LoRA adapter on `model` (the KL reference, when beta > 0,
-    is `model` with the adapter disabled)."""
+    is `model` with the adapter disabled). `tokenizer` is the processor for a VLM (TRL's vision path), with
+    `peft_config` from compass.train.vlm."""
     from trl import GRPOTrainer
 
     return GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
-                       processing_class=tokenizer, peft_config=common.lora_config(sec))
+                       processing_class=tokenizer, peft_config=peft_config or common.lora_config(sec))
 
 
-def select(rows: list[dict], tokenizer, model_path, sec: dict, seed: int, chat_cfg: dict) -> tuple[list[dict], dict]:
-    """The prompts a stage trains on (see the module docstring) and what the selection kept at each step."""
+def select(rows: list[dict], tokenizer, model_path, sec: dict, seed: int, chat_cfg: dict, processor=None,
+           prompts_path=None) -> tuple[list[dict], dict]:
+    """The prompts a stage trains on (see the module docstring) and what the selection kept at each step. With a
+    VLM's `processor`, prompts are measured with their image tokens; one cut inside its image is counted apart."""
     rows = sample_rows([r for r in rows if r["answer"] not in (None, "")], sec["data"]["limit"], seed)
     selected = {"prompts": len(rows)}
-    rows = fits(rows, tokenizer, chat_cfg, sec["max_length"] - sec["max_completion_length"])
+    budget = sec["max_length"] - sec["max_completion_length"]
+    if processor is None:
+        rows = fits(rows, tokenizer, chat_cfg, budget)
+    else:
+        from compass.train import vlm
+
+        rows, kept = vlm.prepare(rows, prompts_path, processor, chat_cfg, budget)
+        selected["cut_in_image"] = kept["cut_in_image"]
+        rows = [r for r in rows if vlm.prompt_length(processor, r, chat_cfg) <= budget]
     selected["fit_max_length"] = len(rows)
     band = sec["data"]["pass_rate"]
     if band["samples"] and rows:
@@ -186,39 +205,62 @@ def select(rows: list[dict], tokenizer, model_path, sec: dict, seed: int, chat_c
 
 
 def build(prompts_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None,
-          stage: str | None = None, **overrides):
+          stage: str | None = None, vision_cfg: dict | None = None, **overrides):
     """(trainer, tokenizer, record for training_log.json) of the stage, as `train` runs it (`overrides` for a
     test's step counts)."""
     from datasets import Dataset
 
-    chat_cfg = chat_cfg or {}
-    rows, model, tokenizer, kwargs = common.load_inputs(prompts_path, PROMPT_FIELDS, model_path, sec, "grpo",
-                                                        common.use_bf16(sec, "grpo"), chat_cfg)
+    from compass.models.checkpoint import is_vlm
+
+    chat_cfg, vision_cfg = chat_cfg or {}, vision_cfg or {}
+    processor = peft_config = None
+    if is_vlm(model_path):  # the whole VLM (compass.train.vlm): image and text-only prompts
+        from compass.io import read_jsonl
+        from compass.train import vlm
+
+        rows = read_jsonl(prompts_path, required=PROMPT_FIELDS)
+        common.require_rows(rows, prompts_path)
+        model, processor = vlm.load(model_path, common.model_kwargs(sec, "grpo", common.use_bf16(sec, "grpo")),
+                                    chat_cfg, vision_cfg)
+        tokenizer, kwargs = processor.tokenizer, chat.template_kwargs(chat_cfg)
+    else:
+        rows, model, tokenizer, kwargs = common.load_inputs(prompts_path, PROMPT_FIELDS, model_path, sec, "grpo",
+                                                            common.use_bf16(sec, "grpo"), chat_cfg)
     stop_ids = chat.stop_token_ids(tokenizer, chat_cfg)
     # Generation (and TRL's completion mask) ends at every end-of-turn token of the template, as evaluation's does.
     model.generation_config.eos_token_id = stop_ids
-    rows, selected = select(rows, tokenizer, model_path, sec, seed, chat_cfg)
+    rows, selected = select(rows, tokenizer, model_path, sec, seed, chat_cfg, processor, prompts_path)
     common.require_rows(rows, f"{prompts_path} (after the selection {selected})")
     print(f"grpo{f' {stage}' if stage else ''}: {len(rows)} prompts ({selected})")
     funcs, weights = reward_functions(sec, chat.OutputParser(tokenizer, chat_cfg))
     args = config(sec, seed, checkpoints_dir, chat_cfg, reward_weights=weights, stop_ids=stop_ids, **overrides)
-    dataset = Dataset.from_list([to_example(r) for r in rows])
     record = {"stage": stage, "rewards": dict(sec["rewards"]), "epsilon": sec["epsilon"],
               "epsilon_high": sec["epsilon_high"], "beta": sec["beta"], "loss_type": sec["loss_type"],
               "num_iterations": sec["num_iterations"], "data": selected, "chat_template_kwargs": kwargs,
               "generation": sec["generation"]["backend"], "attn_implementation": model.config._attn_implementation}
-    return trainer(args, model, tokenizer, dataset, sec, funcs), tokenizer, record
+    if processor is None:
+        dataset = Dataset.from_list([to_example(r) for r in rows])
+        return trainer(args, model, tokenizer, dataset, sec, funcs), tokenizer, record
+    # TRL puts one image part per image before the user text (prompt_messages' layout) and suppresses the image
+    # token in its rollouts.
+    dataset = vlm.dataset([{**to_example(r), "images": r["image_paths"]} for r in rows])
+    tr = trainer(args, model, processor, dataset, sec, funcs,
+                 peft_config=vlm.lora_config(sec, model, vision_cfg.get("projector", "frozen")))
+    record["vision"] = vlm.record(tr.model, processor, vision_cfg, {"selected": selected})
+    return tr, processor, record
 
 
 def train(prompts_path, model_path, out_dir, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None,
-          stage: str | None = None) -> None:
-    built = build(prompts_path, model_path, checkpoints_dir, sec, seed, chat_cfg, stage)
-    common.train_stage(*built, sec, seed, chat_cfg or {}, (prompts_path, model_path), checkpoints_dir, out_dir)
+          stage: str | None = None, vision_cfg: dict | None = None) -> None:
+    built = build(prompts_path, model_path, checkpoints_dir, sec, seed, chat_cfg, stage, vision_cfg)
+    common.train_stage(*built, common.with_vision(sec, model_path, vision_cfg), seed, chat_cfg or {},
+                       (prompts_path, model_path), checkpoints_dir, out_dir)
 
 
 def add_arguments(p) -> None:
     p.add_argument("--prompts", required=True, type=Path, help="prompt pool JSONL with gold answers (`compass prompts`)")
-    p.add_argument("--model", required=True, type=Path, help="the previous stage's merged language model directory")
+    p.add_argument("--model", required=True, type=Path, help="the previous stage's merged language model "
+                   "directory (or merged VLM, when the whole VLM is trained: vision.train)")
     p.add_argument("--out", required=True, type=Path, help="output adapter directory")
     p.add_argument("--stage", default=None, help="a stage of grpo.stages (its overrides of the shared grpo keys), "
                    "e.g. grpo_format, grpo_accuracy, grpo_cliplow; default: the shared keys alone")
@@ -228,4 +270,4 @@ def add_arguments(p) -> None:
 def main(args, cfg) -> None:
     ckpt = args.checkpoints or Path(f"{args.out}.checkpoints")
     sec = stage_section(cfg["grpo"], args.stage)
-    train(args.prompts, args.model, args.out, ckpt, sec, cfg["seed"], cfg["chat"], args.stage)
+    train(args.prompts, args.model, args.out, ckpt, sec, cfg["seed"], cfg["chat"], args.stage, cfg["vision"])

@@ -83,11 +83,30 @@ def image_sizes(row: dict, base_dir) -> list[tuple[int, int]]:
     return sizes
 
 
-def prepare(rows: list[dict], data_path, processor, chat_cfg: dict, max_length: int | None) -> tuple[list[dict], dict]:
-    """The rows a stage trains on, each with `image_paths` (absolute) and `image_tokens` (its count), and what was
-    kept: rows whose last image token would lie beyond `max_length` are dropped (`cut_in_image`), never truncated."""
-    from compass.images import image_paths
+def with_image_parts(messages: list[dict], n_images: int) -> list[dict]:
+    """The messages with one image part per image before the first user message's text, as
+    compass.trace_format.prompt_messages(n_images=) writes them and TRL's vision collators insert them."""
+    out, done = [], False
+    for m in messages:
+        if m["role"] == "user" and not done and n_images and isinstance(m["content"], str):
+            m = {**m, "content": [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": m["content"]}]}
+            done = True
+        out.append(m)
+    return out
+
+
+def trace_prompt(row: dict) -> list[dict]:
     from compass.trace_format import prompt_messages
+
+    return prompt_messages(row["problem"], row.get("lang"))
+
+
+def prepare(rows: list[dict], data_path, processor, chat_cfg: dict, max_length: int | None,
+            prompt_of=trace_prompt) -> tuple[list[dict], dict]:
+    """The rows a stage trains on, each with `image_paths` (absolute) and `image_tokens` (its count), and what was
+    kept: rows whose last image token would lie beyond `max_length` are dropped (`cut_in_image`), never truncated.
+    `prompt_of(row)`: the row's prompt messages (text content; the image parts are put in here)."""
+    from compass.images import image_paths
 
     base = Path(data_path).parent
     image_id = vision.image_token_id(processor)
@@ -96,8 +115,7 @@ def prepare(rows: list[dict], data_path, processor, chat_cfg: dict, max_length: 
         sizes = image_sizes(row, base)
         n_tokens = vision.image_token_count(processor, sizes)
         if sizes and max_length is not None:
-            ids = vision.prompt_ids(processor, prompt_messages(row["problem"], row.get("lang"), n_images=len(sizes)),
-                                    chat_cfg)
+            ids = vision.prompt_ids(processor, with_image_parts(prompt_of(row), len(sizes)), chat_cfg)
             if vision.image_span_end(ids, image_id, n_tokens) > max_length:
                 dropped.append(row.get("id"))
                 continue
@@ -108,6 +126,13 @@ def prepare(rows: list[dict], data_path, processor, chat_cfg: dict, max_length: 
         print(f"dropped {len(dropped)} example(s) whose image tokens would be cut at max_length={max_length} "
               f"(e.g. {dropped[:3]})")
     return kept, record
+
+
+def prompt_length(processor, row: dict, chat_cfg: dict) -> int:
+    """Tokens of a prepared row's prompt (`prepare`), its image tokens expanded."""
+    n_images = len(row["image_paths"])
+    ids = vision.prompt_ids(processor, with_image_parts(trace_prompt(row), n_images), chat_cfg)
+    return len(ids) - n_images + row["image_tokens"]
 
 
 def dataset(examples: list[dict]):
