@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         vlm = Path(tmp) / "vlm"
         phase1_demo.build(vlm, cfg["phase1"]["demo"], seed=0)
-        from compass.models.vlm import extract_llm
+        from compass.models.extract_llm import extract_llm
 
         extract_llm(vlm, Path(tmp) / "llm")
         model, tok = generation.load(Path(tmp) / "llm", device=device)

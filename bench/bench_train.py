@@ -277,7 +277,7 @@ def demo_packing(steps: int, out: Path) -> dict:
     from compass import config
     from compass.data import demo
     from compass.models import phase1_demo
-    from compass.models.vlm import extract_llm
+    from compass.models.extract_llm import extract_llm
     from compass.teacher.distill import reference_response
     from compass.train import common, sft
 

@@ -82,7 +82,7 @@ def phase1_dir(tmp_path_factory, demo_config) -> Path:
 
 @pytest.fixture(scope="session")
 def phase1_llm(tmp_path_factory, phase1_dir) -> Path:
-    from compass.models.vlm import extract_llm
+    from compass.models.extract_llm import extract_llm
 
     out = tmp_path_factory.mktemp("phase1_llm") / "llm"
     extract_llm(phase1_dir, out)

@@ -48,11 +48,11 @@ def test_unknown_backend_and_images_for_a_text_model_are_refused(phase1_llm):
         engine.generate([prompt_messages("x")], generation.Sampling(max_new_tokens=2), images=[[]])
 
 
-def test_sample_writes_n_samples_per_trace(phase1_llm, tmp_path):
+def test_policy_samples_writes_n_samples_per_trace(phase1_llm, tmp_path):
     traces = tmp_path / "traces.jsonl"
     traces.write_text("".join(json.dumps({"id": f"t{i}", "problem": f"What is {i}+1?", "lang": "en"}) + "\n" for i in range(3)))
     out = tmp_path / "samples.jsonl"
-    assert main(["sample", "--model", str(phase1_llm), "--traces", str(traces), "--out", str(out),
+    assert main(["policy-samples", "--model", str(phase1_llm), "--traces", str(traces), "--out", str(out),
                  "--set", "pairs.on_policy_samples=2", "--set", "pairs.sampling.max_new_tokens=5"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["t0", "t1", "t2"]

@@ -1,9 +1,8 @@
 """Evaluation tasks: what each one is, where its data comes from, and its normalised row schema.
 
-    compass eval-data --task gsm8k --out results/RUN/data/test/gsm8k.jsonl [--set eval.data.gsm8k.path=...]
-
 Every task is read once (from a local path or a Hugging Face dataset id, per ``eval.data.{task}``)
-and written as one JSONL file in the task kind's row schema; `compass evaluate` reads only that file.
+and written as one JSONL file in the task kind's row schema (`compass eval-data`,
+compass/eval/eval_data.py); `compass evaluate` reads only that file.
 
 Kinds and their row schemas:
 
@@ -32,7 +31,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from compass.io import CompassError, write_jsonl
+from compass.io import CompassError
 
 
 @dataclass(frozen=True)
@@ -285,21 +284,3 @@ def load_task(name: str, spec: dict | None = None, seed: int = 42) -> list[dict]
     if name == "chabsa":
         return normalize_chabsa(raw)
     return normalize_mc(name, raw)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI: compass eval-data
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--task", required=True, choices=[t for t in TASKS if t != "demo"], help="evaluation task")
-    p.add_argument("--out", required=True, type=Path, help="normalised task JSONL")
-
-
-def main(args, cfg) -> None:
-    spec = (cfg["eval"].get("data") or {}).get(args.task) or {}
-    rows = load_task(args.task, spec, cfg["seed"])
-    n = write_jsonl(args.out, rows)
-    where = spec.get("path") or spec.get("hf_id") or TASKS[args.task].hf_id
-    print(f"{args.task}: {n} rows from {where} -> {args.out}")
-

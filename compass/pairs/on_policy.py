@@ -1,6 +1,6 @@
 """On-policy rejected sides: the SFT model's own answers that the grader marks wrong.
 
-`compass sample` writes the samples (`{"id", "samples": [...]}` per trace); `compass pairs
+`compass policy-samples` writes the samples (`{"id", "samples": [...]}` per trace); `compass pairs
 --samples` reads them (`load_samples`) and, for a share of the rows, takes a wrong one as the
 rejected side (`mix_on_policy`) instead of a synthetic corruption.
 """

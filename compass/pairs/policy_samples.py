@@ -1,4 +1,4 @@
-"""`compass sample`: the SFT model's own answers to the trace prompts, for on-policy DPO pairs.
+"""`compass policy-samples` (rule policy_samples): the SFT model's own answers to the trace prompts, for on-policy DPO pairs.
 
 Writes `{"id", "samples": [...]}` per trace row: what `compass pairs --samples` reads. The pairs
 stage grades them and uses a wrong one as the rejected side (compass/pairs/build.py).
@@ -31,7 +31,7 @@ def main(args, cfg) -> None:
         n=pcfg["on_policy_samples"], seed=pcfg["seed"],
     )
     conversations = [prompt_messages(r["problem"], r.get("lang")) for r in rows]
-    outs = generation.texts(engine.generate(conversations, sampling, desc="sample"))
+    outs = generation.texts(engine.generate(conversations, sampling, desc="policy samples"))
     write_jsonl(args.out, ({"id": r["id"], "samples": o, "chat_template_kwargs": engine.template_kwargs}
                            for r, o in zip(rows, outs)))
     print(f"{sum(map(len, outs))} samples for {len(rows)} prompts ({scfg['backend']}) -> {args.out}")

@@ -21,7 +21,7 @@ rule policy_samples:
     resources: **resources_for("policy_samples")
     container: config["containers"]["eval"]
     shell:
-        "compass sample --params {params.cfg:q} --model {input.model} --traces {input.traces} --out {output} > {log} 2>&1"
+        "compass policy-samples --params {params.cfg:q} --model {input.model} --traces {input.traces} --out {output} > {log} 2>&1"
 
 
 rule pairs:
