@@ -81,6 +81,10 @@ def test_the_shim_keeps_the_signature_it_relies_on():
     assert getattr(Job.postprocess, snakemake_shims.SHIMMED)
     assert getattr(Job.postprocess.__wrapped__, snakemake_shims.SHIMMED, False) is False, "patched once only"
     assert "error" in inspect.signature(Job.postprocess.__wrapped__).parameters
+    from snakemake.persistence import PersistenceBase
+
+    for name in ("metadata", "cleanup_metadata", "_get_key", "_write_record"):  # what the shim calls
+        assert callable(getattr(PersistenceBase, name, None)), f"snakemake.persistence.PersistenceBase.{name}"
 
 
 def query(function, lines):
