@@ -168,7 +168,6 @@ def add_arguments(p) -> None:
     b = sub.add_parser("ballots", help="write anonymised ballots (ballots.jsonl, index.html) and the key")
     b.add_argument("--predictions", nargs="+", required=True, type=Path, help="predictions JSONL of each model (compass evaluate)")
     b.add_argument("--labels", nargs="+", default=None, help="model names (default: each file's parent directory name)")
-    b.add_argument("--n", type=int, default=None, help="prompts per model pair (default: eval.compare.n)")
     b.add_argument("--out", required=True, type=Path, help="ballots directory")
     j = sub.add_parser("judge", help="vote in the terminal on the ballots not voted yet")
     j.add_argument("--ballots", required=True, type=Path)
@@ -186,7 +185,7 @@ def main(args, cfg) -> None:
         if len(labels) != len(args.predictions) or len(set(labels)) != len(labels):
             raise CompassError("compare: give one distinct label per predictions file")
         preds = {lab: read_jsonl(p, required=("id",)) for lab, p in zip(labels, args.predictions)}
-        ballots, key = make_ballots(preds, args.n or ccfg["n"], cfg["seed"])
+        ballots, key = make_ballots(preds, ccfg["n"], cfg["seed"])
         write_ballots(args.out, ballots, key, {"models": sorted(labels), "sources": [str(p) for p in args.predictions]})
         print(f"{len(ballots)} ballots over {len(labels)} models -> {args.out}/index.html (key: {args.out}/key.json)")
     elif args.action == "judge":
