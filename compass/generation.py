@@ -12,6 +12,11 @@ end-of-turn tokens and parsed into the final answer + analysis channel by the sa
 Only the call in between differs: transformers' `generate` (CPU or GPU) or vLLM's engine
 (`LLM.generate` on token ids; GPU, or the CPU build). A LLaVA-OneVision checkpoint takes image
 parts (`{"type": "image"}` in a message, the PIL images beside it).
+
+Image tokens: neither backend ever samples the tokenizer's image (or video) token -- it would stand for
+image features that are not there (transformers: `suppress_tokens`; vLLM: `bad_words`, which bans the
+token outright). Each prompt's image tokens, as the backend expanded them, are checked against the count
+its images' sizes give under the checkpoint's tiling (compass.vision); a mismatch names the example.
 """
 
 from __future__ import annotations
@@ -52,22 +57,45 @@ class Engine:
         chat.check_pinned(self.tokenizer, chat_cfg)
         self.parse = chat.OutputParser(self.tokenizer, chat_cfg)
         self.template_kwargs = chat.template_kwargs(chat_cfg)
+        self.banned = media_tokens(self.tokenizer, self.processor)
+
+    def expected_image_tokens(self, images: list | None) -> list[int] | None:
+        """Image tokens each prompt's images expand into under this checkpoint's processor and tiling."""
+        from compass import vision
+
+        if images is None:
+            return None
+        return [vision.example_image_tokens(self.processor, ims) for ims in images]
+
+    def check_image_tokens(self, prompt_ids, expected: list[int] | None, ids: list) -> None:
+        """Each expanded prompt holds the image tokens its images give (`ids` name the examples in errors)."""
+        import torch
+
+        from compass import vision
+
+        if expected is None:
+            return
+        rows = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(list(p)) for p in prompt_ids], batch_first=True,
+                                               padding_value=-1)
+        vision.check_counts(rows, expected, ids, vision.image_token_id(self.processor), f"the {self.backend} prompt")
 
     def prompts(self, conversations: list[list[dict]]) -> list[str]:
         template = self.processor if self.vlm else self.tokenizer
         return [chat.render(template, c, self.chat_cfg) for c in conversations]
 
     def generate(self, conversations: list[list[dict]], sampling: Sampling, images: list | None = None,
-                 desc: str = "generate") -> list[list[chat.Completion]]:
+                 desc: str = "generate", ids: list | None = None) -> list[list[chat.Completion]]:
         """`sampling.n` completions per conversation, in input order. `images[i]` is the list of
-        PIL images of conversation i (its image parts, in order), for a VLM checkpoint."""
+        PIL images of conversation i (its image parts, in order), for a VLM checkpoint; `ids[i]` names
+        conversation i in errors (default: its index)."""
         if images is not None and not self.vlm:
             raise CompassError(f"{self.path}: image prompts need a LLaVA-OneVision checkpoint")
         if images is not None and len(images) != len(conversations):
             raise CompassError(f"{len(images)} image lists for {len(conversations)} conversations")
-        return self._generate(self.prompts(conversations), sampling, images, desc)
+        ids = list(ids) if ids is not None else [f"#{i}" for i in range(len(conversations))]
+        return self._generate(self.prompts(conversations), sampling, images, desc, ids)
 
-    def _generate(self, texts, sampling, images, desc):  # pragma: no cover - per backend
+    def _generate(self, texts, sampling, images, desc, ids):  # pragma: no cover - per backend
         raise NotImplementedError
 
 
@@ -85,10 +113,12 @@ class HFEngine(Engine):
         if images is None:
             return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         self.processor.tokenizer.padding_side = "left"
-        flat = [im for ims in images for im in ims]
-        return self.processor(text=texts, images=flat or None, return_tensors="pt", padding=True, add_special_tokens=False)
+        # one list per prompt: the processor lays several images of one prompt out as training's collator does
+        nested = [list(ims) for ims in images]
+        return self.processor(text=texts, images=nested if any(nested) else None, return_tensors="pt", padding=True,
+                              add_special_tokens=False)
 
-    def _generate(self, texts, sampling, images, desc):
+    def _generate(self, texts, sampling, images, desc, ids):
         import torch
         from tqdm import tqdm
 
@@ -98,7 +128,9 @@ class HFEngine(Engine):
         torch.manual_seed(sampling.seed)
         greedy = sampling.temperature <= 0
         gen_kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy, num_return_sequences=sampling.n,
-                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.parse.stop_ids)
+                          pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.parse.stop_ids,
+                          suppress_tokens=[i for _, i in self.banned] or None)
+        expected = self.expected_image_tokens(images)
         if greedy:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         else:
@@ -107,6 +139,9 @@ class HFEngine(Engine):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 enc = self._encode([texts[i] for i in idx], None if images is None else [images[i] for i in idx])
+                if expected is not None:
+                    rows = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -1)
+                    self.check_image_tokens(rows, [expected[i] for i in idx], [ids[i] for i in idx])
                 enc = {k: v.to(self.model.device) for k, v in enc.items()}
                 new = self.model.generate(**enc, **gen_kwargs)[:, enc["input_ids"].shape[1] :]
                 for j, i in enumerate(idx):
@@ -134,12 +169,15 @@ class VLLMEngine(Engine):
         limit = max_positions(self.path)  # one setting serves models of different context lengths
         if limit and engine_kwargs.get("max_model_len", 0) > limit:
             engine_kwargs["max_model_len"] = limit
+        for token, token_id in self.banned:  # vLLM bans a bad word by its token sequence: it must be the one token
+            if self.tokenizer.encode(token, add_special_tokens=False) != [token_id]:
+                raise CompassError(f"{self.path}: {token!r} does not tokenize to its own id {token_id}; vLLM could not ban it")
         if self.vlm:  # images only: no video profiling (a Phase 1 tokenizer may have no video token)
             engine_kwargs.setdefault("limit_mm_per_prompt", {"video": 0})
         self.llm = LLM(model=self.path, tokenizer=self.path, tensor_parallel_size=tensor_parallel_size, seed=seed,
                        dtype=dtype, **engine_kwargs)
 
-    def _generate(self, texts, sampling, images, desc):
+    def _generate(self, texts, sampling, images, desc, ids):
         from vllm import SamplingParams
 
         greedy = sampling.temperature <= 0
@@ -150,6 +188,7 @@ class VLLMEngine(Engine):
             # request's own generator ("CPU Generator does not use offset"), so there the engine's seed rules.
             seed=sampling.seed if self.gpu else None,
             stop_token_ids=self.parse.stop_ids, skip_special_tokens=False, detokenize=False,
+            bad_words=[t for t, _ in self.banned] or None,  # each a single special token: banned outright
         )
         requests = []
         for i, text in enumerate(texts):
@@ -158,6 +197,8 @@ class VLLMEngine(Engine):
                 request["multi_modal_data"] = {"image": images[i][0] if len(images[i]) == 1 else images[i]}
             requests.append(request)
         outputs = self.llm.generate(requests, params, use_tqdm=True)
+        # vLLM returns each prompt as it expanded it: its image tokens checked against the count compass expects
+        self.check_image_tokens([o.prompt_token_ids for o in outputs], self.expected_image_tokens(images), ids)
         return [[self.parse(list(c.token_ids)) for c in o.outputs] for o in outputs]
 
 
@@ -177,6 +218,19 @@ class VLLMEngine(Engine):
                 greedy = greedy and entry.rank == 1
             out.append((total, greedy))
         return out
+
+
+def media_tokens(tokenizer, processor=None) -> list[tuple[str, int]]:
+    """(token, id) of the image and video tokens a checkpoint's tokenizer or processor names: never generated."""
+    out = []
+    for attr in ("image_token", "video_token"):
+        token = getattr(processor, attr, None) or getattr(tokenizer, attr, None)
+        if not isinstance(token, str):
+            continue
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is not None and token_id != tokenizer.unk_token_id and (token, token_id) not in out:
+            out.append((token, token_id))
+    return out
 
 
 def load_model(path, dtype="auto", device=None):

@@ -250,3 +250,103 @@ def test_grpo_on_the_vlm(phase1_dir, image_traces, tmp_path, demo_config):
     assert record["data"]["cut_in_image"] == 0 and record["data"]["fit_max_length"] == 12
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+PROBE = (80, 48)  # the probe image's size
+
+
+def probe_prompt(processor):
+    from PIL import Image
+
+    from compass.trace_format import prompt_messages
+
+    image = Image.new("RGB", PROBE, (10, 200, 30))
+    text = processor.apply_chat_template(prompt_messages("2 + 3?", "en", n_images=1), add_generation_prompt=True)
+    return image, processor(text=[text], images=[[image]], return_tensors="pt", add_special_tokens=False)
+
+
+@pytest.fixture(scope="module")
+def image_loving_vlm(phase1_dir, tmp_path_factory):
+    """The demo Phase 1 with the output rows of its first greedy token and the image token swapped: left alone it
+    answers the probe prompt with the image token."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from compass.models.checkpoint import save_vlm
+
+    model = AutoModelForImageTextToText.from_pretrained(phase1_dir)
+    processor = AutoProcessor.from_pretrained(phase1_dir)
+    _, enc = probe_prompt(processor)
+    with torch.no_grad():
+        first = int(model(**enc).logits[0, -1].argmax())
+        image_id = model.config.image_token_id
+        w = model.lm_head.weight
+        w[[first, image_id]] = w[[image_id, first]].clone()
+    out = tmp_path_factory.mktemp("image_loving") / "vlm"
+    save_vlm(model, processor, out)
+    return out
+
+
+def test_hf_generation_never_emits_the_image_token(image_loving_vlm, tmp_path):
+    """Left alone the model answers with the image token first; the engine's generation never samples it,
+    and it checks each prompt's expanded image tokens against its image."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from compass import generation
+    from compass.trace_format import prompt_messages
+
+    processor = AutoProcessor.from_pretrained(image_loving_vlm)
+    raw = AutoModelForImageTextToText.from_pretrained(image_loving_vlm)
+    image, enc = probe_prompt(processor)
+    with torch.inference_mode():
+        plain = raw.generate(**enc, max_new_tokens=6, do_sample=False)[0, enc["input_ids"].shape[1]:]
+    assert plain[0] == raw.config.image_token_id
+    engine = generation.load("hf", image_loving_vlm, {})
+    assert engine.banned == [("<image>", raw.config.image_token_id), ("<video>", raw.config.video_token_id)]
+    new_ids = []
+    model_generate = engine.model.generate
+
+    def recording_generate(**kw):
+        out = model_generate(**kw)
+        new_ids.append(out[:, kw["input_ids"].shape[1]:])
+        return out
+
+    engine.model.generate = recording_generate
+    out = engine.generate([prompt_messages("2 + 3?", "en", n_images=1), prompt_messages("2 + 3?", "en")],
+                          generation.Sampling(max_new_tokens=6), images=[[image], []], ids=["a", "b"])
+    assert len(out) == 2 and new_ids and new_ids[0].numel()
+    assert not (new_ids[0] == raw.config.image_token_id).any()
+    # a prompt whose expansion disagrees with the count its image gives is named by its example id
+    with pytest.raises(CompassError, match="example 'a': .* image tokens in the hf prompt"):
+        engine.expected_image_tokens = lambda images: [999, 0]
+        engine.generate([prompt_messages("2 + 3?", "en", n_images=1), prompt_messages("2 + 3?", "en")],
+                        generation.Sampling(max_new_tokens=2), images=[[image], []], ids=["a", "b"])
+
+
+def test_vllm_generation_never_emits_the_image_token(image_loving_vlm):
+    """vLLM's engine on the same checkpoint: its own sampling (no ban) starts with the image token; the engine's
+    (bad_words) never samples it, and the image tokens vLLM expanded match the count compass expects."""
+    from PIL import Image
+    from vllm import SamplingParams
+
+    from compass import generation
+    from compass.trace_format import prompt_messages
+
+    engine = generation.load("vllm", image_loving_vlm, {}, engine_kwargs={
+        "enforce_eager": True, "kv_cache_memory_bytes": 64 << 20, "max_model_len": 1024})
+    image = Image.new("RGB", PROBE, (10, 200, 30))
+    image_id = engine.processor.image_token_id
+    prompt = engine.prompts([prompt_messages("2 + 3?", "en", n_images=1)])[0]
+    request = {"prompt_token_ids": engine.tokenizer(prompt, add_special_tokens=False).input_ids,
+               "multi_modal_data": {"image": image}}
+    plain = engine.llm.generate([request], SamplingParams(max_tokens=6, temperature=0.0, detokenize=False))
+    assert plain[0].outputs[0].token_ids[0] == image_id
+    recorded = []
+    llm_generate = engine.llm.generate
+    engine.llm.generate = lambda *a, **kw: recorded.extend(llm_generate(*a, **kw)) or recorded
+    engine.generate([prompt_messages("2 + 3?", "en", n_images=1)], generation.Sampling(max_new_tokens=6),
+                    images=[[image]], ids=["a"])
+    ids = list(recorded[0].outputs[0].token_ids)
+    assert ids and image_id not in ids
+    assert sum(t == image_id for t in recorded[0].prompt_token_ids) == engine.expected_image_tokens([[image]])[0] > 0
