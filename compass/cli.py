@@ -23,11 +23,11 @@ from compass.io import CompassError, check_output_path
 SUBCOMMANDS = {
     "fetch": ("compass.fetch", "download a model or dataset named by Hugging Face id into the cache (submitting node)"),
     "phase1-demo": ("compass.models.phase1_demo", "build the tiny demo Phase 1 VLM (random weights, local tokenizer)"),
-    "assemble-phase1": ("compass.models.assemble", "put a Phase 1 VLM (Hub id, or vision tower + projector + LLM + tokenizer) into the LLaVA-OneVision layout"),
+    "assemble-phase1": ("compass.models.assemble_phase1", "put a Phase 1 VLM (Hub id, or vision tower + projector + LLM + tokenizer) into the LLaVA-OneVision layout"),
     "extract-llm": ("compass.models.extract_llm", "take the language model out of a Phase 1 VLM checkpoint"),
     "prompts": ("compass.data.prompts", "normalise the configured sources into one prompt file (+ held-out test sets)"),
     "distill": ("compass.teacher.distill", "write teacher traces in the XML format (reference | hf | vllm backend)"),
-    "gather-traces": ("compass.teacher.gather", "join the distillation shards into one traces file, with stats and a length plot"),
+    "gather-traces": ("compass.teacher.gather_traces", "join the distillation shards into one traces file, with stats and a length plot"),
     "sft": ("compass.train.sft", "SFT with LoRA on the traces (TRL SFTTrainer + PEFT)"),
     "merge": ("compass.models.merge", "merge a LoRA adapter into its base LLM, with a logit parity check"),
     "policy-samples": ("compass.pairs.policy_samples", "sample the SFT model's own answers (for on-policy DPO pairs)"),

@@ -102,7 +102,7 @@ def _image_prompt(processor):
 def test_parts_assemble_into_the_stock_layout(parts, tmp_path):
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, SiglipVisionModel
 
-    from compass.models.assemble import assemble_parts
+    from compass.models.assemble_phase1 import assemble_parts
     from compass.models.checkpoint import iter_tensors
 
     n = assemble_parts(_parts(parts), tmp_path / "vlm")
@@ -138,7 +138,7 @@ def test_parts_from_a_siglip_model_a_safetensors_projector_and_another_tokenizer
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText, AutoProcessor, SiglipModel
 
-    from compass.models.assemble import assemble_parts
+    from compass.models.assemble_phase1 import assemble_parts
 
     spec = _parts(parts, vision_tower="siglip", projector="mm_projector.safetensors", llm="llm_bf16", tokenizer="tok_pad",
                   vision_feature_layer=-1)
@@ -171,7 +171,7 @@ def test_parts_from_a_siglip_model_a_safetensors_projector_and_another_tokenizer
     (dict(tokenizer="tok_none"), r"tokenizer: .* has no image token"),
 ])
 def test_any_other_layout_fails_with_one_line(parts, tmp_path, over, message):
-    from compass.models.assemble import assemble_parts
+    from compass.models.assemble_phase1 import assemble_parts
 
     _projector(parts / "bad_keys.bin", extra={"model.mm_projector.1.weight": torch.zeros(1)})
     _projector(parts / "bad_shape.bin", vision_hidden=48)
@@ -188,7 +188,7 @@ def test_a_hub_checkpoint_is_rewritten_with_names_vllm_loads(phase1_dir, tmp_pat
     """(A local directory stands in for the cached snapshot of a Hub id.)"""
     from transformers import AutoModelForImageTextToText
 
-    from compass.models.assemble import assemble_hub
+    from compass.models.assemble_phase1 import assemble_hub
     from compass.models.checkpoint import compare_frozen, iter_tensors
 
     loaded = AutoModelForImageTextToText.from_pretrained(phase1_dir)
@@ -206,7 +206,7 @@ def test_a_hub_checkpoint_is_rewritten_with_names_vllm_loads(phase1_dir, tmp_pat
 def test_a_hub_id_that_is_not_a_vlm_or_not_fetched_fails_with_one_line(parts, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from compass.models.assemble import assemble_hub
+    from compass.models.assemble_phase1 import assemble_hub
 
     with pytest.raises(CompassError, match=r"phase1\.hf_id: .* model_type 'llama'; expected a LLaVA-OneVision VLM"):
         assemble_hub(str(parts / "llm"), tmp_path / "vlm")

@@ -28,7 +28,7 @@ def meta_vlm():
     """The Phase 1 VLM at the real shapes, built by assemble's mapping from meta parts."""
     from transformers import LlamaConfig, LlamaForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
-    from compass.models.assemble import check_projector_shapes, llava_config, llava_projector, vlm_from_parts
+    from compass.models.assemble_phase1 import check_projector_shapes, llava_config, llava_projector, vlm_from_parts
 
     text = _config("llm-jp-4-8b.llama-shape.json", LlamaConfig)
     vision = _config("siglip2-so400m-patch14-384.vision-shape.json", SiglipVisionConfig)

@@ -1,4 +1,4 @@
-"""`compass gather-traces`: join the distillation shards into one traces file, with its report.
+"""`compass gather-traces` (rule gather_traces): join the distillation shards into one traces file, with its report.
 
 The stats sum the shards' and add counts per source and language and the response-length
 distribution; a histogram of response lengths is drawn beside them.

@@ -1,4 +1,4 @@
-"""`compass assemble-phase1`: Phase 1 as users have it, put into the stock LLaVA-OneVision layout.
+"""`compass assemble-phase1` (rule assemble_phase1): Phase 1 as users have it, put into the stock LLaVA-OneVision layout.
 
 Two sources (config `phase1`):
 - `hf_id`: a whole LLaVA-OneVision checkpoint on the Hub (fetched into the cache by fetch_model);
