@@ -83,7 +83,7 @@ def test_clearly_different_problems_are_kept(index):
     ]
     kept, stats = decontaminate(rows_of(*different), index)
     assert [r["problem"] for r in kept] == different
-    assert stats["total"] == {"rows": 4, "kept": 4, "removed": 0, "exact": 0, "ngram": 0}
+    assert stats["total"] == {"rows": 4, "kept": 4, "removed": 0, "exact": 0, "ngram": 0, "image": 0}
     assert stats["warnings"] == []
 
 

@@ -18,6 +18,14 @@ Two tests, as open-r1's ``scripts/decontaminate.py`` does, plus an exact match:
 
 A prompt shorter than the window has no n-grams and is tested by the exact match alone.
 
+**Image rows** (a row with ``image_digests``: the SHA-256 of each picture's pixels, written by
+compass.data.image_store) are matched by their *pictures*: a training row whose image is an image of
+an evaluation set (ChartQA test, MathVista testmini) is removed, whatever its question. Their question
+texts are not n-gram matched: chart questions are templates ("What is the value of ... in 2019?")
+that would match across unrelated charts, and the same question about another chart is not a leak.
+Dedupe keys an image row by its question *and* its pictures, so one question asked of many charts
+stays many rows.
+
 The 8-gram rule is conservative: on the real files, 94 of GSM8K's 7,473 train problems (1.3%)
 share an 8-gram with a GSM8K test problem ("how much money will she have left over"), and 20 of
 the second 250 MATH-500 problems share one with the first 250 ("let x y and z be positive real",
@@ -110,7 +118,24 @@ class EvalIndex:
     exact: dict[str, str] = _field(default_factory=dict)
     words: dict[tuple, str] = _field(default_factory=dict)
     chars: dict[str, str] = _field(default_factory=dict)
-    sizes: dict[str, int] = _field(default_factory=dict)  # evaluation set -> number of problems
+    images: dict[str, str] = _field(default_factory=dict)  # pixel digest -> evaluation set
+    sizes: dict[str, int] = _field(default_factory=dict)  # evaluation set -> number of problems (or pictures)
+
+    def add_images(self, eval_set: str, digests: Iterable[str]) -> None:
+        n = 0
+        for d in digests:
+            n += 1
+            self.images.setdefault(d, eval_set)
+        self.sizes[eval_set] = self.sizes.get(eval_set, 0) + n
+
+    def match_row(self, row: dict, field: str = "problem") -> tuple[str, str] | None:
+        """`match` of the row's text, or for an image row ('image', evaluation set) when one of its pictures
+        is an evaluation picture (its text is not matched; see the module docstring)."""
+        digests = row.get("image_digests")
+        if digests:
+            hit = next((self.images[d] for d in digests if d in self.images), None)
+            return None if hit is None else ("image", hit)
+        return self.match(row.get(field) or "")
 
     def add(self, eval_set: str, texts: Iterable[str]) -> None:
         n = 0
@@ -168,7 +193,7 @@ def build_index(
 
 
 def _source_stats() -> dict:
-    return {"rows": 0, "kept": 0, "removed": 0, "exact": 0, "ngram": 0, "by_eval_set": {}, "removed_ids": []}
+    return {"rows": 0, "kept": 0, "removed": 0, "exact": 0, "ngram": 0, "image": 0, "by_eval_set": {}, "removed_ids": []}
 
 
 def decontaminate(rows: Iterable[dict], index: EvalIndex, *, field: str = "problem") -> tuple[list[dict], dict]:
@@ -187,7 +212,7 @@ def decontaminate(rows: Iterable[dict], index: EvalIndex, *, field: str = "probl
         if st is None:
             st = sources[src] = _source_stats()
         st["rows"] += 1
-        hit = index.match(row.get(field) or "")
+        hit = index.match_row(row, field)
         if hit is None:
             st["kept"] += 1
             kept.append(row)
@@ -197,7 +222,7 @@ def decontaminate(rows: Iterable[dict], index: EvalIndex, *, field: str = "probl
         st[kind] += 1
         st["by_eval_set"][eval_set] = st["by_eval_set"].get(eval_set, 0) + 1
         st["removed_ids"].append(row.get("id"))
-    total = {k: sum(s[k] for s in sources.values()) for k in ("rows", "kept", "removed", "exact", "ngram")}
+    total = {k: sum(s[k] for s in sources.values()) for k in ("rows", "kept", "removed", "exact", "ngram", "image")}
     warnings = [
         f"source {src}: {s['removed']} of {s['rows']} rows overlap evaluation sets "
         f"({', '.join(f'{k}: {v}' for k, v in sorted(s['by_eval_set'].items()))}); is it an evaluation set itself?"
@@ -218,12 +243,15 @@ def decontaminate(rows: Iterable[dict], index: EvalIndex, *, field: str = "probl
 def dedupe(rows: Iterable[dict], *, field: str = "problem") -> tuple[list[dict], int]:
     """Rows without repeats of an earlier row's `field` after normalisation, and how many were
     dropped. The seed's sources overlap (NuminaMath-CoT holds GSM8K, MATH and Orca Math problems;
-    MathInstruct holds GSM8K, MATH and AQuA ones), so the same prompt can arrive twice."""
-    seen: set[str] = set()
+    MathInstruct holds GSM8K, MATH and AQuA ones), so the same prompt can arrive twice. An image row's key
+    is its question and its pictures (`image_digests`)."""
+    seen: set = set()
     out: list[dict] = []
     dropped = 0
     for row in rows:
         key = normalize_text(row.get(field) or "").replace(" ", "")
+        if row.get("image_digests"):
+            key = (key, *row["image_digests"])
         if key in seen:
             dropped += 1
             continue
@@ -235,7 +263,7 @@ def dedupe(rows: Iterable[dict], *, field: str = "problem") -> tuple[list[dict],
 def index_from_config(eval_sets: Iterable[Mapping], ngram: int = DEFAULT_NGRAM, char_ngram: int = DEFAULT_CHAR_NGRAM) -> EvalIndex:
     """Load each configured evaluation set ({name, path?, hf_id?}) and index its problems.
     The one function here that reads files (through compass.data.sources)."""
-    from compass.data.sources import load_eval_problems
+    from compass.data.sources import is_image_eval_set, load_eval_images, load_eval_problems
     from compass.io import CompassError
 
     if ngram < 1 or char_ngram < 1:
@@ -243,5 +271,8 @@ def index_from_config(eval_sets: Iterable[Mapping], ngram: int = DEFAULT_NGRAM, 
     index = EvalIndex(ngram=ngram, char_ngram=char_ngram)
     for spec in eval_sets:
         name = spec["name"]
-        index.add(name, load_eval_problems(name, path=spec.get("path"), hf_id=spec.get("hf_id")))
+        if is_image_eval_set(name):
+            index.add_images(name, load_eval_images(name, path=spec.get("path"), hf_id=spec.get("hf_id")))
+        else:
+            index.add(name, load_eval_problems(name, path=spec.get("path"), hf_id=spec.get("hf_id")))
     return index

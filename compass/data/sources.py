@@ -102,6 +102,9 @@ EVAL_SETS: dict[str, tuple[str, str, str | None, str]] = {
     "mgsm_ja": ("mgsm_ja", "juletxara/mgsm", "ja", "test"),
     "mgsm_en": ("mgsm_en", "juletxara/mgsm", "en", "test"),
     "math500": ("math500", "HuggingFaceH4/MATH-500", None, "test"),
+    # Image evaluation sets: indexed by their pictures (compass.data.decontaminate), not their question texts.
+    "chartqa_test": ("chartqa", "HuggingFaceM4/ChartQA", None, "test"),
+    "mathvista_testmini": ("mathvista", "AI4Math/MathVista", None, "testmini"),
 }
 
 _EVAL_SPLITS = {source: split for source, _, _, split in EVAL_SETS.values()}
@@ -225,10 +228,42 @@ def _omr(r: dict) -> dict:
     return {"problem": _text(r.get("problem")), "answer": _text(r.get("expected_answer")), "solution": generated or None}
 
 
+def _label(x) -> str:
+    """ChartQA's label: a string, or (HuggingFaceM4/ChartQA) a list holding one."""
+    if isinstance(x, (list, tuple)):
+        x = x[0] if x else ""
+    return clean_number(x)
+
+
+def _chartqa(r: dict) -> dict:
+    image = r.get("image") if r.get("image") not in (None, "") else r.get("imgname")
+    return {"problem": _text(r.get("query")), "answer": _label(r.get("label")), "solution": None, "image": image}
+
+
+CHOICE_LETTERS = "ABCDEFGHIJ"
+
+
+def _mathvista(r: dict) -> dict:
+    problem, answer = _text(r.get("question")), _text(r.get("answer"))
+    choices = [str(c) for c in r.get("choices") or []]
+    if r.get("question_type") == "multi_choice" and choices:
+        problem += "\nChoices: " + " ".join(f"({CHOICE_LETTERS[i]}) {c}" for i, c in enumerate(choices))
+        if answer in choices:
+            answer = CHOICE_LETTERS[choices.index(answer)]
+    elif r.get("answer_type") == "float" and r.get("precision") is not None:
+        digits = int(float(r["precision"]))
+        problem += f"\nGive the answer with {digits} decimal place{'s' if digits != 1 else ''}."
+    if _text(r.get("unit")):
+        problem += f" (unit: {_text(r.get('unit'))})"
+    image = r.get("decoded_image") if r.get("decoded_image") not in (None, "") else r.get("image")
+    return {"problem": problem, "answer": answer, "solution": None, "image": image}
+
+
 @dataclass(frozen=True)
 class Loader:
     normalize: Callable[[dict], dict | None]
     lang: str = "en"
+    images: bool = False  # rows come with one image each (normalize gives it as "image"; see _image_ref)
     unique_problems: bool = False  # several upstream rows per problem: keep the first of each
     problem_field: str = "problem"  # upstream column of the problem (for unique_problems)
     tsv_columns: tuple = ()  # column names of a header-less .tsv (MGSM)
@@ -248,7 +283,24 @@ SOURCES: dict[str, Loader] = {
     # Evaluation sets (and sources in their own right where a config wants them).
     "mgsm_en": Loader(_mgsm, problem_field="question", tsv_columns=("question", "answer_number")),
     "math500": Loader(_math),
+    # Image + question sources (rows carry `images`, compass.images; the files are written by
+    # compass.data.image_store). ChartQA: HuggingFaceM4/ChartQA's image/query/label columns, or the
+    # original release (ahmed-masry/ChartQA: {split}/{split}_human.json + {split}/png/{imgname}).
+    # MathVista: AI4Math/MathVista's columns (decoded_image or an image path, question, choices, answer).
+    "chartqa": Loader(_chartqa, images=True, problem_field="query"),
+    "mathvista": Loader(_mathvista, images=True, problem_field="question"),
 }
+
+# Default Hub ids and splits of the image sources (not the seed's: the seed had none).
+IMAGE_SOURCES: dict[str, SeedSource] = {
+    s.name: s
+    for s in (
+        SeedSource("chartqa", "HuggingFaceM4/ChartQA", (None,), "train", None, 28299),
+        SeedSource("mathvista", "AI4Math/MathVista", (None,), "testmini", None, 1000),
+    )
+}
+# Defaults of every named source: the seed's table and the image sources (fetch.smk reads it too).
+SOURCE_DEFAULTS: dict[str, SeedSource] = {**SEED_SOURCES, **IMAGE_SOURCES}
 
 # ---------------------------------------------------------------------------------------------
 # Reading: a local file (list of dicts or a pyarrow table) or a Hub split (datasets.Dataset),
@@ -402,20 +454,49 @@ def _sample_order(n_candidates: Sequence[int], limit: int | None, seed, name: st
     return order
 
 
+def _image_ref(value, base: Path | None, where: str):
+    """An image column's value as bytes (a Hub row's {"bytes": ...}, a decoded PIL image) or the Path of a
+    local file (a name relative to the data file: beside it, or in its png/ or images/ directory)."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return bytes(value["bytes"])
+        value = value.get("path")
+    if isinstance(value, (bytes, bytearray)) and value:
+        return bytes(value)
+    if hasattr(value, "save"):  # a decoded PIL image
+        import io
+
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        return buf.getvalue()
+    if isinstance(value, str) and value.strip():
+        p = Path(value.strip())
+        looked = [p] if p.is_absolute() else [] if base is None else [base / p, base / "png" / p, base / "images" / p]
+        for c in looked:
+            if c.is_file():
+                return c
+        raise CompassError(f"{where}: image {value!r} not found (looked at {', '.join(map(str, looked)) or 'no file: a Hub row names none'})")
+    raise CompassError(f"{where}: no image in this row")
+
+
 def load_source(spec: dict, seed: int = 42) -> list[dict]:
-    """Rows of one configured source, normalised to the row schema (see the module docstring)."""
+    """Rows of one configured source, normalised to the row schema (see the module docstring). Rows of an
+    image source (`Loader.images`) carry a transient ``image`` (bytes or a local Path) that
+    compass.data.image_store.store_images turns into files and ``images``."""
     name = spec.get("name")
     loader = SOURCES.get(name)
     if loader is None:
         raise CompassError(f"unknown data source {name!r} (known: {', '.join(sorted(SOURCES))})")
-    seed_src = SEED_SOURCES.get(name)
+    seed_src = SOURCE_DEFAULTS.get(name)
     limit = spec.get("limit")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise CompassError(f"data source {name}: limit must be a positive integer or null, got {limit!r}")
     path = spec.get("path")
+    base = None
     if path:
         table = read_local(path, loader)
         where = str(path)
+        base = Path(path) if Path(path).is_dir() else Path(path).parent
     else:
         hf_id = spec.get("hf_id") or (seed_src.hf_id if seed_src else None)
         if not hf_id:
@@ -454,6 +535,8 @@ def load_source(spec: dict, seed: int = 42) -> list[dict]:
             out = loader.normalize(raw)
             if out is None or not out["problem"]:
                 continue
+            if loader.images:
+                out["image"] = _image_ref(out.get("image"), base, f"{where}: row {i}")
             kept.append((i, {"id": f"{name}-{label}-{i:06d}", "source": name, "lang": loader.lang, **out}))
             if len(kept) == want:
                 break
@@ -467,8 +550,7 @@ def load_source(spec: dict, seed: int = 42) -> list[dict]:
     return [row for _, row in kept]
 
 
-def load_eval_problems(name: str, path=None, hf_id: str | None = None) -> list[str]:
-    """Problem texts of one evaluation set (for decontamination), from a local file or the Hub."""
+def _eval_set_rows(name: str, path=None, hf_id: str | None = None) -> list[dict]:
     if name not in EVAL_SETS:
         raise CompassError(f"unknown evaluation set {name!r} for decontamination (known: {', '.join(sorted(EVAL_SETS))})")
     source, default_hf, config, split = EVAL_SETS[name]
@@ -476,4 +558,20 @@ def load_eval_problems(name: str, path=None, hf_id: str | None = None) -> list[s
     if not path:
         spec["hf_id"] = hf_id or default_hf
         spec["hf_config"] = config if (hf_id is None or hf_id == default_hf) else None
-    return [row["problem"] for row in load_source(spec)]
+    return load_source(spec)
+
+
+def is_image_eval_set(name: str) -> bool:
+    return name in EVAL_SETS and SOURCES[EVAL_SETS[name][0]].images
+
+
+def load_eval_problems(name: str, path=None, hf_id: str | None = None) -> list[str]:
+    """Problem texts of one evaluation set (for decontamination), from a local file or the Hub."""
+    return [row["problem"] for row in _eval_set_rows(name, path, hf_id)]
+
+
+def load_eval_images(name: str, path=None, hf_id: str | None = None) -> list[str]:
+    """Pixel digests (compass.data.image_store.pixel_digest) of an image evaluation set's pictures."""
+    from compass.data.image_store import digest_of
+
+    return sorted({digest_of(row["image"], f"{name}: {row['id']}")[0] for row in _eval_set_rows(name, path, hf_id)})

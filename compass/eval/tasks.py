@@ -8,7 +8,10 @@ Kinds and their row schemas:
 
 * ``math`` (demo, gsm8k, mgsm_ja, math500): ``{id, source, lang, problem, answer, solution}``
   (compass.data.sources' schema); generation with the reasoning system prompt, graded by
-  compass.answers on the ``\\boxed{}`` answer inside ``<Answer>``.
+  compass.answers on the ``\\boxed{}`` answer inside ``<Answer>``. The image tasks (charts, chartqa,
+  mathvista; ``Task.images``) are math tasks whose rows also carry ``images`` (compass.images), written
+  under ``images/{task}/`` beside the task's JSONL; charts is generated from ``data.charts`` (its
+  held-out split), chartqa is graded with ChartQA's relaxed accuracy (a number within 5 %).
 * ``mc`` (cma_basics, cpa_audit, fp2, security_sales_1): ``{id, question, context,
   choices: {id: [...], text: [...]}, answer}`` (the Japanese financial harness's dataset features);
   ``chabsa``: ``{id, sentence, target, polarity}``. Scored by log-likelihood of the choices with
@@ -45,6 +48,8 @@ class Task:
     lang: str = "ja"
     source: str | None = None  # compass.data.sources loader of a math task
     about: str = ""
+    images: bool = False  # rows carry images (compass.images); evaluated also with blank ones (variant blank_image)
+    tolerance: float = 0.0  # relative tolerance of a numeric answer (ChartQA's relaxed accuracy: 0.05)
 
 
 TASKS: dict[str, Task] = {
@@ -62,8 +67,12 @@ TASKS: dict[str, Task] = {
         Task("fraud_detection", "edinet", "SakanaAI/EDINET-Bench", "fraud_detection", "test", "mcc", about="EDINET-Bench accounting fraud (224)"),
         Task("earnings_forecast", "edinet", "SakanaAI/EDINET-Bench", "earnings_forecast", "test", "mcc", about="EDINET-Bench earnings up/down (451)"),
         Task("industry_prediction", "edinet", "SakanaAI/EDINET-Bench", "industry_prediction", "train", "accuracy", about="EDINET-Bench industry, 16 classes (496; train is its only split)"),
+        Task("charts", "math", None, None, "test", "accuracy", "mixed", "charts", "held-out split of the project's synthetic charts and tables", images=True),
+        Task("chartqa", "math", "HuggingFaceM4/ChartQA", None, "test", "accuracy", "en", "chartqa", "ChartQA test (2,500; relaxed accuracy)", images=True, tolerance=0.05),
+        Task("mathvista", "math", "AI4Math/MathVista", None, "testmini", "accuracy", "en", "mathvista", "MathVista testmini (1,000)", images=True),
     )
 }
+IMAGE_TASKS = tuple(name for name, t in TASKS.items() if t.images)
 
 GENERATION_KINDS = ("math", "edinet")
 EDINET_SHEETS = ("meta", "summary", "bs", "pl", "cf", "text")
@@ -242,12 +251,25 @@ def normalize_edinet(task: str, raw_rows: list[dict]) -> list[dict]:
     return out
 
 
+def task_spec(task: str, cfg: dict) -> dict:
+    """The config a task's data comes from: data.charts for the synthetic charts, else eval.data.{task}."""
+    if task == "charts":
+        return (cfg.get("data") or {}).get("charts") or {}
+    return ((cfg.get("eval") or {}).get("data") or {}).get(task) or {}
+
+
 def load_task(name: str, spec: dict | None = None, seed: int = 42) -> list[dict]:
     """Rows of one evaluation task in its kind's schema, from ``spec`` = ``eval.data.{name}``
     ({path, hf_id, hf_config, split}; unset keys fall back to the task's defaults)."""
     task = get_task(name)
     spec = dict(spec or {})
     path = spec.get("path")
+    if name == "charts":  # spec: data.charts (task_spec)
+        from compass.data.prompts import chart_rows
+
+        if not spec:
+            raise CompassError("charts: its rows are generated from the data.charts settings (none given)")
+        return chart_rows(spec, seed)[1]
     if name == "demo":
         if not path:
             raise CompassError("demo: its data is written by the prompts stage (results/RUN/data/test/demo.jsonl)")
