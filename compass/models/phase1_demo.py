@@ -82,7 +82,8 @@ def phase1_tokenizer(demo_cfg: dict, seed: int):
     return build_tokenizer(demo_cfg["vocab_size"], seed), "<image>", "<video>"
 
 
-def build(out_dir, demo_cfg: dict, seed: int) -> None:
+def build(out_dir, demo_cfg: dict, seed: int, tiling: dict | None = None) -> None:
+    """Write the tiny Phase 1 to `out_dir`; `tiling` (config vision.tiling) sets its AnyRes grid (compass.vision)."""
     import torch
     from transformers import (
         LlamaConfig,
@@ -148,6 +149,9 @@ def build(out_dir, demo_cfg: dict, seed: int) -> None:
         image_token=image_token,
         video_token=video_token,
     )
+    from compass import vision
+
+    vision.apply_tiling(processor, model.config, tiling)
     with atomic_output(out_dir, directory=True) as tmp:
         save_vlm(model, processor, tmp)  # tensor names transformers and vLLM both load
     n = sum(p.numel() for p in model.parameters())
@@ -159,4 +163,4 @@ def add_arguments(p) -> None:
 
 
 def main(args, cfg) -> None:
-    build(args.out, cfg["phase1"]["demo"], cfg["seed"])
+    build(args.out, cfg["phase1"]["demo"], cfg["seed"], cfg["vision"]["tiling"])

@@ -23,6 +23,14 @@ RECIPE = config["train"]["recipe"]
 PHASE2_LLM = f"{RUN}/{RECIPE[-1]}/merged" if RECIPE else f"{RUN}/sft/merged"
 
 
+# Training through the whole VLM (vision.train, docs/vision.md): SFT starts from the Phase 1 VLM itself and every
+# merged model is a VLM. The vision section reaches the stages that read it only when it is in use (trained VLM
+# or a configured tiling), so text-only runs keep their params (and their outputs) as they were.
+VISION_TRAIN = config["vision"]["train"]
+VISION_KEYS = ("vision",) if VISION_TRAIN or any(v is not None for v in config["vision"]["tiling"].values()) else ()
+SFT_BASE = PHASE1 if VISION_TRAIN else f"{RUN}/phase1/llm"
+
+
 def stage_start(stage):
     """The merged model `stage` trains from (a stage not in the recipe: the SFT model)."""
     i = RECIPE.index(stage) if stage in RECIPE else 0

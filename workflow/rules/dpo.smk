@@ -53,7 +53,7 @@ rule dpo:
     output:
         directory(f"{RUN}/dpo/adapter"),
     params:
-        cfg=sections("dpo", "seed", "chat"),
+        cfg=sections("dpo", "seed", "chat", *VISION_KEYS),
         checkpoints=f"{RUN}/dpo/checkpoints",
     log:
         log("dpo"),

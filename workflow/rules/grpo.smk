@@ -11,8 +11,8 @@ from compass.train.grpo import stage_params, stage_section
 def grpo_params(stage):
     """What the stage reads (--params): the shared grpo keys and its own overrides, so that changing another
     stage's overrides does not rerun it."""
-    return json.dumps({"grpo": stage_params(config["grpo"], stage), "seed": config["seed"], "chat": config["chat"]},
-                      sort_keys=True, ensure_ascii=False)
+    return json.dumps({"grpo": stage_params(config["grpo"], stage), "seed": config["seed"], "chat": config["chat"],
+                       **{k: config[k] for k in VISION_KEYS}}, sort_keys=True, ensure_ascii=False)
 
 
 for _stage in [s for s in RECIPE if s != "dpo"]:

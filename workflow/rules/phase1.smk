@@ -39,7 +39,7 @@ elif not config["phase1"]["path"]:
         output:
             directory(f"{RUN}/phase1/vlm"),
         params:
-            cfg=sections("phase1", "seed"),
+            cfg=sections("phase1", "seed", *VISION_KEYS),  # vision.tiling, when set
         log:
             log("phase1_demo"),
         benchmark:

@@ -4,11 +4,11 @@
 rule sft:
     input:
         traces=rules.gather_traces.output.traces,
-        llm=rules.extract_llm.output,
+        llm=SFT_BASE,  # the extracted LLM, or the Phase 1 VLM itself (vision.train)
     output:
         directory(f"{RUN}/sft/adapter"),
     params:
-        cfg=sections("sft", "seed", "chat"),
+        cfg=sections("sft", "seed", "chat", *VISION_KEYS),
         checkpoints=f"{RUN}/sft/checkpoints",
     log:
         log("sft"),
@@ -24,7 +24,7 @@ rule sft:
 
 rule merge_sft:
     input:
-        base=rules.extract_llm.output,
+        base=SFT_BASE,
         adapter=rules.sft.output,
     output:
         directory(f"{RUN}/sft/merged"),
