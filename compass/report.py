@@ -12,6 +12,11 @@ GRPO stage (rewards, KL, clip fractions, completion length; its late means in st
 
 Rows: one per model (phase order: phase1, sft, phase2, then extra checkpoints) and per ablation
 variant ("phase2 + step_by_step", whose change is against the same model's default prompt).
+
+The grounding check: each image task (charts, chartqa, mathvista) is also evaluated with a blank image in
+place of every picture (variant ``blank_image``: rows "phase2 + blank_image", whose change is against the
+real pictures). The section "Grounding check" (and ``grounding`` in summary.json) puts the two side by
+side per model with the gap: a model that reads the chart scores higher with it than without it.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def results_table(evals: list[dict], order: list[str] = PHASE_ORDER) -> dict:
         for k, v in e.items():
             if k not in row and isinstance(v, (int, float, type(None))) and not isinstance(v, bool) and k not in ("generation_seconds", "scoring_seconds"):
                 row[k] = v
-        for k in ("per_lang", "parse_failures", "lm_eval"):
+        for k in ("per_lang", "parse_failures", "lm_eval", "image_input"):
             if k in e:
                 row[k] = e[k]
         table.setdefault(e["task"], {})[row_label(e)] = row
@@ -95,6 +100,26 @@ def results_table(evals: list[dict], order: list[str] = PHASE_ORDER) -> dict:
                 row["delta_accuracy"] = (None if ref is None or ref.get("accuracy") is None or row["accuracy"] is None
                                          else row["accuracy"] - ref["accuracy"])
     return table
+
+
+def grounding_table(table: dict) -> dict:
+    """{image task: {model: {n, image, blank, gap, image_input}}} for every model evaluated on an image task both
+    with its pictures and with blank ones (variant blank_image); gap = image - blank, in accuracy."""
+    out: dict = {}
+    for task, rows in table.items():
+        for row in rows.values():
+            if row["variant"] != "blank_image":
+                continue
+            real = rows.get(row["model"])
+            if real is None:
+                continue
+            image, blank = real.get("score"), row.get("score")
+            out.setdefault(task, {})[row["model"]] = {
+                "n": real["n"], "image": image, "blank": blank,
+                "gap": None if image is None or blank is None else image - blank,
+                "image_input": real.get("image_input"),
+            }
+    return out
 
 
 def training_curves(adapter_dir) -> dict:
@@ -338,6 +363,24 @@ def _kv_table(d: dict) -> str:
     return "<table class='kv'>" + "".join(rows) + "</table>"
 
 
+def render_grounding(grounding: dict) -> str:
+    if not grounding:
+        return ""
+    blocks = []
+    for task, models in grounding.items():
+        body = ""
+        for m, g in models.items():
+            gap = "–" if g["gap"] is None else f"{g['gap'] * 100:+.1f}"
+            note = "text-only model: no image seen" if g.get("image_input") == "none" else ""
+            body += (f"<tr><td>{html.escape(m)}</td><td>{g['n']}</td><td>{_pct(g['image'])}</td><td>{_pct(g['blank'])}</td>"
+                     f"<td><b>{gap}</b></td><td>{note}</td></tr>")
+        blocks.append(f"<h3>{html.escape(task)}</h3><table><tr><th>model</th><th>n</th><th>accuracy, real image</th>"
+                      f"<th>accuracy, blank image</th><th>gap (points)</th><th></th></tr>{body}</table>")
+    return ("<h2>Grounding check</h2><p>The same questions with a blank (white) image of the same size in place of each "
+            "picture: a model that reads the chart loses accuracy when the chart is gone (gap = real − blank).</p>"
+            + "".join(blocks))
+
+
 def render_html(run: str, table: dict, stats: dict, images: list[tuple[str, str]], comparison: dict | None = None) -> str:
     sections = []
     for task, models in table.items():
@@ -377,6 +420,7 @@ table.kv td{{text-align:left;font-size:13px}}small{{color:#666;font-weight:norma
 in units), or for an <i>ablation</i> row from the same model with the default prompt. The same numbers are in
 <a href="summary.json">summary.json</a>.</p>
 {''.join(sections)}
+{render_grounding(grounding_table(table))}
 {comp}
 <h2>Figures</h2>{figs}
 <h2>Stage statistics</h2>{stat_blocks}
@@ -428,7 +472,8 @@ def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out
         if comparison and comparison["ratings"]:
             plot_elo(comparison["ratings"], tmp / "elo.png")
             images.append(("elo.png", "ELO ratings from blind pairwise votes"))
-        summary = {"run": run, "results": table, "stats": stats, "training": curves, "comparison": comparison}
+        summary = {"run": run, "results": table, "grounding": grounding_table(table), "stats": stats, "training": curves,
+                   "comparison": comparison}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / "index.html").write_text(render_html(run, table, stats, images, comparison), encoding="utf-8")
     return summary
@@ -453,4 +498,8 @@ def main(args, cfg) -> None:
         for model, r in models.items():
             extra = f"  well-formed {r['well_formed_rate']:6.1%}" if r.get("well_formed_rate") is not None else ""
             print(f"{task:18s} {model:24s} {r['primary']} {_value(r['primary'], r['score']):>7s}{extra}")
+    for task, models in summary["grounding"].items():
+        for model, g in models.items():
+            gap = "n/a" if g["gap"] is None else f"{g['gap'] * 100:+.1f} points"
+            print(f"grounding {task:9s} {model:24s} real image {_pct(g['image'])}, blank {_pct(g['blank'])}: {gap}")
     print(f"report -> {args.out}/index.html")

@@ -133,3 +133,34 @@ def test_curves_keep_steps_that_log_their_runtime(tmp_path):
            + [{"train_runtime": 4.0, "train_loss": 0.7, "step": 2}]}
     _write(tmp_path / "training_log.json", log)
     assert training_curves(tmp_path)["loss"] == [(1, 1.0), (2, 0.5)]
+
+
+def test_grounding_check_puts_real_and_blank_images_side_by_side(tmp_path):
+    """Image tasks evaluated with their pictures and with blank ones (variant blank_image): a row per model
+    and variant in the task's table, and the grounding section with the gap, in the page and summary.json."""
+    from compass.report import grounding_table
+
+    evals = [dict(_math("phase1", "charts", 0.20, 0.0), image_input="real"),
+             dict(_math("phase1", "charts", 0.19, 0.0, variant="blank_image"), image_input="blank"),
+             dict(_math("phase2", "charts", 0.62, 0.98), image_input="real"),
+             dict(_math("phase2", "charts", 0.31, 0.97, variant="blank_image"), image_input="blank"),
+             dict(_math("sft", "charts", 0.30, 0.95), image_input="none"),
+             dict(_math("sft", "charts", 0.30, 0.95, variant="blank_image"), image_input="none")]
+    table = results_table(evals)
+    assert list(table["charts"]) == ["phase1", "phase1 + blank_image", "sft", "sft + blank_image", "phase2",
+                                     "phase2 + blank_image"]
+    assert table["charts"]["phase2 + blank_image"]["delta"] == pytest.approx(-0.31)  # against the real pictures
+    g = grounding_table(table)
+    assert g["charts"]["phase2"]["gap"] == pytest.approx(0.31) and g["charts"]["phase1"]["gap"] == pytest.approx(0.01)
+    assert g["charts"]["sft"]["image_input"] == "none" and g["charts"]["sft"]["gap"] == 0
+    _, traces, pairs = _inputs(tmp_path)
+    paths = [_write(tmp_path / "charts_eval" / f"{i}.json", e) for i, e in enumerate(evals)]
+    summary = build("t", paths, traces, pairs, tmp_path / "sft", tmp_path / "dpo", tmp_path / "report")
+    on_disk = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert on_disk["grounding"]["charts"]["phase2"]["gap"] == pytest.approx(0.31) == summary["grounding"]["charts"]["phase2"]["gap"]
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    for text in ("Grounding check", "accuracy, blank image", "<b>+31.0</b>", "text-only model: no image seen", "(-31.0)"):
+        assert text in page, text
+    build("t", [_write(tmp_path / "x.json", _math("phase2", "demo", 0.5, 1.0))], traces, pairs, tmp_path / "sft",
+          tmp_path / "dpo", tmp_path / "r2")
+    assert "Grounding check" not in (tmp_path / "r2" / "index.html").read_text(encoding="utf-8")

@@ -13,6 +13,13 @@ Works for a causal LM and for a LLaVA-OneVision VLM checkpoint. By task kind (co
 * ``edinet``: generation with the upstream prompt; JSON answers parsed, parse failures reported
   (compass.eval.edinet).
 
+Image tasks (charts, chartqa, mathvista: rows with ``images``, compass.images) put one image part per
+picture before the question; the pictures are read relative to the ``--data`` file. Variant
+``blank_image`` (the grounding check) shows a white image of the same size instead of each picture: a
+model that reads the chart loses accuracy. A text-only checkpoint (an extracted LLM) cannot see images:
+it is asked the question alone, and its summary says so (``image_input: none``). ChartQA is graded
+with its relaxed accuracy: a numeric answer within 5 % of the gold one counts (``Task.tolerance``).
+
 Without ``--data`` the task is read from ``eval.data.{task}`` (a local path or a Hub id).
 """
 
@@ -26,7 +33,7 @@ from compass.trace_format import detect_lang, is_well_formed, prompt_messages
 
 TASK_FIELDS = ("id", "problem", "answer")
 STEP_BY_STEP = {"en": "Let's think step by step.", "ja": "ステップバイステップで考えましょう。"}
-VARIANTS = ("default", "step_by_step")
+VARIANTS = ("default", "step_by_step", "blank_image")
 
 
 def score(rows: list[dict], predictions: list[str], is_correct) -> tuple[list[dict], dict]:
@@ -53,14 +60,57 @@ def score(rows: list[dict], predictions: list[str], is_correct) -> tuple[list[di
     return out, summary
 
 
-def math_messages(row: dict, variant: str = "default") -> list[dict]:
-    msgs = prompt_messages(row["problem"], row.get("lang"))
-    if variant == "step_by_step":
-        lang = "ja" if (row.get("lang") or detect_lang(row["problem"])) == "ja" else "en"
-        msgs[1] = {"role": "user", "content": f"{row['problem']}\n{STEP_BY_STEP[lang]}"}
-    elif variant != "default":
+def math_messages(row: dict, variant: str = "default", n_images: int = 0) -> list[dict]:
+    """The row's prompt: system + user (one image part per picture, then the problem) for a prompt variant."""
+    if variant not in VARIANTS:
         raise CompassError(f"unknown prompt variant {variant!r} (known: {', '.join(VARIANTS)})")
-    return msgs
+    problem = row["problem"]
+    if variant == "step_by_step":
+        lang = "ja" if (row.get("lang") or detect_lang(problem)) == "ja" else "en"
+        problem = f"{problem}\n{STEP_BY_STEP[lang]}"
+    return prompt_messages(problem, row.get("lang"), n_images)
+
+
+def within_tolerance(prediction: str, gold, rel_tol: float) -> bool:
+    """The answer of `prediction` and `gold` are numbers within `rel_tol` of the gold one (ChartQA's relaxed
+    accuracy; a gold 0 must be met exactly). Read by the answer layer (compass.answers)."""
+    from compass.answers import extract_answer, parse_number
+
+    got = extract_answer(prediction)
+    a, g = (None if got is None else parse_number(got)), parse_number(str(gold))
+    if a is None or g is None:
+        return False
+    av, gv = a.value / 100 if a.percent and not g.percent else a.value, g.value
+    return abs(av - gv) <= abs(gv) * rel_tol if gv else av == 0
+
+
+def grader(task) -> "callable":
+    """is_correct, or with the task's tolerance also a number close enough (compass.eval.tasks.Task)."""
+    from compass.answers import is_correct
+
+    if not task.tolerance:
+        return is_correct
+    return lambda pred, gold: is_correct(pred, gold) or within_tolerance(pred, gold, task.tolerance)
+
+
+def row_images(rows: list[dict], base_dir, blank: bool) -> list[list]:
+    """Each row's pictures (compass.images, relative to `base_dir`; or a loader's transient `image`), or as
+    many blank ones of the same sizes (the grounding check)."""
+    from compass.data.image_store import open_image
+    from compass.images import blank_like, load_images
+
+    out = []
+    for r in rows:
+        if "image" in r:  # straight from a loader (compass evaluate without --data)
+            ims = [open_image(r["image"], f"row {r.get('id')!r}").convert("RGB")]
+        else:
+            if base_dir is None and any(not Path(p).is_absolute() for p in r.get("images") or []):
+                raise CompassError(f"row {r.get('id')!r}: its images are relative to its JSONL file; give --data")
+            ims = load_images(r, base_dir)
+        if not ims:
+            raise CompassError(f"row {r.get('id')!r}: an image task's row without images")
+        out.append([blank_like(im) for im in ims] if blank else ims)
+    return out
 
 
 # --- generation -----------------------------------------------------------------------------------
@@ -104,13 +154,16 @@ def _edinet_conversations(engine, model_path, task: str, rows: list[dict], ecfg:
 # --- one model x one task -----------------------------------------------------------------------
 
 
-def evaluate_task(model_path, task: str, rows: list[dict], cfg: dict, variant: str = "default"):
+def evaluate_task(model_path, task: str, rows: list[dict], cfg: dict, variant: str = "default", base_dir=None):
     """(per-row predictions, summary) of one model on one task's normalised rows (`cfg`: the
-    config's eval, chat, vllm and seed)."""
+    config's eval, chat, vllm and seed; `base_dir`: the directory of the rows' JSONL, for their images)."""
     from compass.eval.tasks import get_task
 
     ecfg, seed = cfg["eval"], cfg["seed"]
-    kind = get_task(task).kind
+    spec = get_task(task)
+    kind = spec.kind
+    if variant == "blank_image" and not spec.images:
+        raise CompassError(f"variant blank_image applies to the image tasks only, not {task}")
     if ecfg.get("limit"):
         rows = rows[: ecfg["limit"]]
     if not rows:
@@ -130,20 +183,28 @@ def evaluate_task(model_path, task: str, rows: list[dict], cfg: dict, variant: s
     engine = load_engine(model_path, cfg, seed)
     sampling = Sampling(max_new_tokens=ecfg["max_new_tokens"], temperature=ecfg["temperature"], top_p=ecfg["top_p"], seed=seed)
     t0 = time.perf_counter()
+    images, image_input = None, None
     if kind == "math":
-        from compass.answers import is_correct
-
-        convs = [math_messages(r, variant) for r in rows]
+        if spec.images and engine.vlm:
+            images = row_images(rows, base_dir, blank=variant == "blank_image")
+            image_input = "blank" if variant == "blank_image" else "real"
+        elif spec.images:
+            image_input = "none"  # a text-only model: the question alone
+        convs = [math_messages(r, variant, len(images[i]) if images else 0) for i, r in enumerate(rows)]
     else:
         from compass.eval import edinet
 
         convs, cut = _edinet_conversations(engine, model_path, task, rows, ecfg)
-    completions = [c[0] for c in engine.generate(convs, sampling, desc=f"evaluate {task}")]
+    completions = [c[0] for c in engine.generate(convs, sampling, images=images, desc=f"evaluate {task}")]
     seconds = time.perf_counter() - t0
     outputs = [c.text for c in completions]
     if kind == "math":
-        graded, summary = score(rows, outputs, is_correct)
+        graded, summary = score(rows, outputs, grader(spec))
         summary["kind"] = "math"
+        if image_input is not None:
+            summary["image_input"] = image_input
+            if spec.tolerance:
+                summary["relative_tolerance"] = spec.tolerance
     else:
         graded, summary = edinet.score(task, rows, outputs)
         summary["prompts_truncated"] = cut
@@ -183,7 +244,8 @@ def add_arguments(p) -> None:
 
 def main(args, cfg) -> None:
     rows = load_rows(args.task, args.data, cfg)
-    graded, summary = evaluate_task(args.model, args.task, rows, cfg, args.variant)
+    graded, summary = evaluate_task(args.model, args.task, rows, cfg, args.variant,
+                                    base_dir=None if args.data is None else Path(args.data).parent)
     summary = {"model": args.label or args.model.name, "model_path": str(args.model), "task": args.task,
                "variant": args.variant, **summary}
     write_jsonl(Path(args.out).with_suffix(".predictions.jsonl"), graded)

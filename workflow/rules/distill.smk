@@ -1,9 +1,13 @@
 # Teacher distillation: normalised prompts -> XML reasoning traces.
+from compass.data.prompts import is_image_source
 
 
 # The held-out split of the synthetic demo problems is written by the prompts stage, and only when
 # the demo source is configured.
 DEMO_SOURCE = any(s["name"] == "demo" for s in config["data"]["sources"])
+# Image sources (charts, chartqa, mathvista) write their pictures under data/images/{source}/, which the
+# prompts' rows reference relatively (compass.images).
+IMAGE_SOURCE = any(is_image_source(s["name"]) for s in config["data"]["sources"])
 
 
 rule prompts:
@@ -13,6 +17,7 @@ rule prompts:
         prompts=f"{RUN}/data/prompts.jsonl",
         stats=f"{RUN}/data/prompts.stats.json",
         demo_test=[f"{RUN}/data/test/demo.jsonl"] if DEMO_SOURCE else [],
+        **({"images": directory(f"{RUN}/data/images")} if IMAGE_SOURCE else {}),
     params:
         cfg=sections("data", "seed"),
         test_dir=f"{RUN}/data/test",
@@ -33,6 +38,7 @@ SHARDS = config["teacher"]["shards"]
 rule distill:
     input:
         prompts=rules.prompts.output.prompts,
+        images=[f"{RUN}/data/images"] if IMAGE_SOURCE else [],  # the pictures of image prompts
         teacher=fetched_models(),  # a teacher named by Hub id, downloaded by fetch_model (fetch.smk)
     output:
         traces=f"{RUN}/traces/shards/{{shard}}-of-{SHARDS}.jsonl",

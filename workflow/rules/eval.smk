@@ -10,7 +10,12 @@ EVAL = config["eval"]
 # Models evaluated, by name -> checkpoint directory: the pipeline's (eval.models) and any others (eval.checkpoints).
 EVAL_MODEL_DIRS = {**{m: MODEL_DIRS[m] for m in EVAL["models"]}, **EVAL["checkpoints"]}
 EVAL_MODELS = list(EVAL_MODEL_DIRS)
-DATA_TASKS = [t for t in TASKS if t != "demo"]
+# Image tasks (charts, chartqa, mathvista): eval_image_data writes their rows and pictures (data/test/images/{task}/);
+# every model is also evaluated on them with a blank image in place of each picture (variant blank_image), the
+# grounding check of the report.
+IMAGE_TASKS = [t for t in TASKS if TASKS[t].images]
+DATA_TASKS = [t for t in TASKS if t != "demo" and t not in IMAGE_TASKS]
+GROUNDING_TASKS = [t for t in EVAL["tasks"] if TASKS[t].images]
 MATH_TASKS = [t for t in EVAL["tasks"] if TASKS[t].kind == "math"]
 GEN_TASKS = [t for t in EVAL["tasks"] if TASKS[t].kind in ("math", "edinet")]
 ABLATION = EVAL["ablation"]
@@ -36,7 +41,14 @@ def eval_params():
 
 
 def data_spec(task):
+    if task == "charts":  # generated: the synthetic charts' held-out split
+        return json.dumps({"data": {"charts": config["data"]["charts"]}, "seed": config["seed"]}, sort_keys=True)
     return json.dumps({"eval": {"data": {task: EVAL["data"][task]}}, "seed": config["seed"]}, sort_keys=True)
+
+
+def task_images(w):
+    """The pictures of an image task's rows (input of evaluate)."""
+    return [f"{RUN}/data/test/images/{w.task}"] if TASKS[w.task].images else []
 
 
 rule eval_data:
@@ -60,10 +72,33 @@ rule eval_data:
         "compass eval-data --params {params.cfg:q} --task {wildcards.task} --out {output} > {log} 2>&1"
 
 
+rule eval_image_data:  # `compass eval-data` of an image task: its rows and its pictures
+    input:
+        lambda w: [EVAL["data"][w.task]["path"]] if (EVAL["data"].get(w.task) or {}).get("path") else [],
+        lambda w: fetched_task(w.task),
+    output:
+        data=f"{RUN}/data/test/{{task}}.jsonl",
+        images=directory(f"{RUN}/data/test/images/{{task}}"),
+    wildcard_constraints:
+        task="|".join(IMAGE_TASKS),
+    params:
+        cfg=lambda w: data_spec(w.task),
+    log:
+        log("eval_data/{task}"),
+    benchmark:
+        bench("eval_data/{task}")
+    threads: threads_for("eval_data")
+    resources: **resources_for("eval_data")
+    container: config["containers"]["eval"]
+    shell:
+        "compass eval-data --params {params.cfg:q} --task {wildcards.task} --out {output.data} > {log} 2>&1"
+
+
 rule evaluate:
     input:
         model=lambda w: EVAL_MODEL_DIRS[w.model],
         data=f"{RUN}/data/test/{{task}}.jsonl",
+        images=task_images,
     output:
         summary=f"{RUN}/eval/{{model}}/{{task}}.json",
         predictions=f"{RUN}/eval/{{model}}/{{task}}.predictions.jsonl",
@@ -88,13 +123,14 @@ rule evaluate_variant:
     input:
         model=lambda w: EVAL_MODEL_DIRS[w.model],
         data=f"{RUN}/data/test/{{task}}.jsonl",
+        images=task_images,
     output:
         summary=f"{RUN}/eval/{{model}}/{{variant}}/{{task}}.json",
         predictions=f"{RUN}/eval/{{model}}/{{variant}}/{{task}}.predictions.jsonl",
     wildcard_constraints:
         model="|".join(EVAL_MODELS),
         task="|".join(t for t in TASKS if TASKS[t].kind == "math"),
-        variant="step_by_step",
+        variant="step_by_step|blank_image",
     params:
         cfg=eval_params(),
     log:
@@ -141,6 +177,7 @@ def report_evals():
     evals = expand(f"{RUN}/eval/{{model}}/{{task}}.json", model=EVAL_MODELS, task=EVAL["tasks"])
     evals += expand(f"{RUN}/eval/{{model}}/{{variant}}/{{task}}.json", model=ABLATION_MODELS,
                     variant=ABLATION["prompt_variants"], task=MATH_TASKS)
+    evals += expand(f"{RUN}/eval/{{model}}/blank_image/{{task}}.json", model=EVAL_MODELS, task=GROUNDING_TASKS)
     return evals
 
 
