@@ -49,7 +49,7 @@ class Engine:
         from transformers import AutoProcessor, AutoTokenizer
 
         self.path, self.chat_cfg = str(path), chat_cfg
-        self.vlm = is_vlm(path)
+        self.vlm = takes_images(path)
         self.processor = AutoProcessor.from_pretrained(self.path) if self.vlm else None
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
         if self.tokenizer.pad_token is None:
@@ -89,7 +89,8 @@ class Engine:
         PIL images of conversation i (its image parts, in order), for a VLM checkpoint; `ids[i]` names
         conversation i in errors (default: its index)."""
         if images is not None and not self.vlm:
-            raise CompassError(f"{self.path}: image prompts need a LLaVA-OneVision checkpoint")
+            raise CompassError(f"{self.path}: image prompts need an image-text checkpoint (LLaVA-OneVision, Qwen-VL, ...), "
+                               "not a text-only model")
         if images is not None and len(images) != len(conversations):
             raise CompassError(f"{len(images)} image lists for {len(conversations)} conversations")
         ids = list(ids) if ids is not None else [f"#{i}" for i in range(len(conversations))]
@@ -239,8 +240,39 @@ def load_model(path, dtype="auto", device=None):
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cls = AutoModelForImageTextToText if is_vlm(path) else AutoModelForCausalLM
+    cls = AutoModelForImageTextToText if takes_images(path) else AutoModelForCausalLM
     return cls.from_pretrained(str(path), dtype=dtype).to(device).eval()
+
+
+def takes_images(path) -> bool:
+    """An image-text checkpoint: the LLaVA-OneVision VLMs compass builds, or any other with a vision config
+    (a teacher such as Qwen2.5-VL / Qwen3-VL), loaded with its processor and AutoModelForImageTextToText."""
+    import json
+    from pathlib import Path
+
+    if is_vlm(path):
+        return True
+    try:
+        return "vision_config" in json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def local_checkpoint(path) -> str:
+    """A checkpoint directory, or a Hugging Face id resolved to its snapshot in the cache (fetched before by
+    the fetch_model rule; never downloaded here)."""
+    import re
+    from pathlib import Path
+
+    if Path(path).is_dir() or not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", str(path)):
+        return str(path)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(str(path), local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - not in the cache (or a malformed cache entry)
+        raise CompassError(f"{path}: not a directory, and no snapshot of this Hugging Face id in the cache "
+                           f"({type(e).__name__}); fetch it first (rule fetch_model / compass fetch --model {path})") from None
 
 
 def max_positions(path) -> int | None:
@@ -273,7 +305,8 @@ def vllm_cpu_defaults() -> bool:
 
 def load(backend: str, path, chat_cfg: dict, *, dtype="auto", batch_size: int = 16, tensor_parallel_size: int = 1,
          seed: int = 42, engine_kwargs: dict | None = None) -> Engine:
-    """An engine of `backend` (`hf` or `vllm`) over the checkpoint at `path`."""
+    """An engine of `backend` (`hf` or `vllm`) over the checkpoint at `path` (a directory, or a Hub id in the cache)."""
+    path = local_checkpoint(path)
     if backend == "hf":
         return HFEngine(path, chat_cfg, dtype=dtype, batch_size=batch_size)
     if backend == "vllm":

@@ -42,3 +42,16 @@ def blank_like(image, color=(255, 255, 255)):
     from PIL import Image
 
     return Image.new("RGB", image.size, color)
+
+
+def rebase(row: dict, from_dir, to_dir) -> dict:
+    """The row with its relative image paths rewritten for a JSONL in `to_dir` (the row was read from a JSONL in
+    `from_dir`): what a stage does when it writes rows it read into another directory. Absolute paths stay."""
+    import os
+
+    paths = row.get("images")
+    if not paths:
+        return row
+    base = Path(from_dir)
+    new = [p if Path(p).is_absolute() else Path(os.path.relpath(base / p, to_dir)).as_posix() for p in paths]
+    return {**row, "images": new}

@@ -7,6 +7,11 @@
 The backends only turn conversations into completions. Prompt building, parsing and filtering are
 shared (`run_backend`, `to_trace`) so what reaches the SFT data does not depend on the backend.
 
+Image prompts (rows with `images`, compass.images: the synthetic charts, ChartQA, MathVista) go to an
+`hf` or `vllm` teacher as one image part per picture before the question (the teacher must be an
+image-text checkpoint, e.g. Qwen2.5-VL); the `reference` backend needs no model (the charts' worked
+solutions). Traces keep their `images`, rewritten relative to the traces file.
+
 Cluster scale: `--shard I --num-shards N` takes one contiguous slice of the prompts. Completions
 are appended to `OUT.progress.jsonl` one chunk at a time (a single write, flushed and fsynced), so
 a shard killed midway (SIGTERM, SIGKILL, preemption) restarts after its last saved chunk without
@@ -25,6 +30,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from compass.images import rebase
 from compass.io import CompassError, dumps, read_jsonl, write_json, write_jsonl
 from compass.trace_format import answer_of, check_response, format_response, prompt_messages, system_prompt
 
@@ -46,6 +52,9 @@ def to_trace(row: dict, response: str, *, sample: int, require_correct: bool, is
     if require_correct and row.get("answer") not in (None, "") and not is_correct(answer_of(response), row["answer"]):
         return None, "wrong_answer"
     trace = {k: row.get(k) for k in PROMPT_FIELDS}
+    for k in ("images", "image_digests"):  # an image prompt's pictures (compass.images), relative to the prompts file
+        if row.get(k):
+            trace[k] = row[k]
     if sample:
         trace["id"] = f"{row['id']}#s{sample}"
     trace["system"] = system_prompt(row["lang"])
@@ -68,8 +77,9 @@ def teacher_chat(tcfg: dict) -> dict:
 class Generator:
     """One backend, loaded once, turning rows into `samples_per_prompt` completions each."""
 
-    def __init__(self, tcfg: dict, seed: int, engine_kwargs: dict | None = None):
+    def __init__(self, tcfg: dict, seed: int, engine_kwargs: dict | None = None, base_dir=None):
         self.backend, self.tcfg, self.seed = tcfg["backend"], tcfg, seed
+        self.base_dir = base_dir  # the directory of the prompts file: image paths are relative to it
         self.template_kwargs = None
         if self.backend == "reference":
             return
@@ -91,8 +101,18 @@ class Generator:
             return [[reference_response(r)] for r in rows]
         from compass import generation
 
-        conversations = [prompt_messages(r["problem"], r["lang"]) for r in rows]
-        return generation.texts(self.engine.generate(conversations, self.sampling, desc="distill"))
+        n_images = [len(r.get("images") or []) for r in rows]
+        conversations = [prompt_messages(r["problem"], r["lang"], n) for r, n in zip(rows, n_images)]
+        images = None
+        if any(n_images):
+            if not self.engine.vlm:
+                first = next(r["id"] for r, n in zip(rows, n_images) if n)
+                raise CompassError(f"teacher.model {self.tcfg['model']} is a text-only model, and prompts such as {first} "
+                                   "come with images: name an image-text teacher (e.g. Qwen/Qwen2.5-VL-72B-Instruct)")
+            from compass.images import load_images
+
+            images = [load_images(r, self.base_dir) for r in rows]
+        return generation.texts(self.engine.generate(conversations, self.sampling, images=images, desc="distill"))
 
 
 def model_files(model) -> list | str | None:
@@ -224,7 +244,7 @@ def main(args, cfg) -> None:
     progress.parent.mkdir(parents=True, exist_ok=True)
     template_kwargs = None
     if rows:
-        generator = Generator(tcfg, cfg["seed"], cfg["vllm"]["engine_kwargs"])
+        generator = Generator(tcfg, cfg["seed"], cfg["vllm"]["engine_kwargs"], base_dir=Path(args.prompts).parent)
         fingerprint = progress_fingerprint(rows, tcfg, cfg["seed"], cfg["vllm"]["engine_kwargs"])
         completions, resumed = generate_resumable(rows, generator, progress, tcfg["chunk_size"], fingerprint)
         template_kwargs = generator.template_kwargs
@@ -232,6 +252,7 @@ def main(args, cfg) -> None:
         completions, resumed = [], 0
         print(f"shard {args.shard} of {args.num_shards} holds none of the {len(all_rows)} prompts")
     traces, stats = filter_traces(rows, completions, tcfg["require_correct"], is_correct)
+    traces = [rebase(t, Path(args.prompts).parent, Path(args.out).parent) for t in traces]  # images: from the traces file
     stats = {"backend": tcfg["backend"], "shard": args.shard, "num_shards": args.num_shards, "resumed": resumed,
              "chat_template_kwargs": template_kwargs, **stats}
     write_json(args.stats or Path(args.out).with_suffix(".stats.json"), stats)

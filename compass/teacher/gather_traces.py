@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from compass.images import rebase
 from compass.io import CompassError, atomic_output, dumps, iter_jsonl, read_json, write_json
 
 
@@ -62,6 +63,7 @@ def gather(shards: list[Path], out: Path, stats_path: Path, plot_path: Path | No
                 if row["id"] in seen:
                     raise CompassError(f"{shard}: trace id {row['id']} also appears in an earlier shard")
                 seen.add(row["id"])
+                row = rebase(row, Path(shard).parent, Path(out).parent)  # image paths: from the joined file
                 per_lang[row.get("lang") or "?"] += 1
                 by_lang.setdefault(row.get("lang") or "?", []).append(len(row["response"]))
                 f.write(dumps(row) + "\n")
