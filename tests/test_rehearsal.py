@@ -20,7 +20,8 @@ REHEARSAL = REPO / "config" / "rehearsal.yaml"
 # Keys whose values may differ between the two (dotted paths; a trailing ".*" covers a whole section):
 # sizes, where data and models come from, the vLLM engine's CPU settings, and the cluster's resources.
 MAY_DIFFER = {
-    "run", "phase1.*", "data.sources", "data.demo.*", "data.decontamination.eval_sets",
+    "run", "phase1.*", "data.sources", "data.demo.*", "data.charts.n_train", "data.charts.n_test",
+    "data.decontamination.eval_sets",
     "teacher.model", "teacher.batch_size", "teacher.max_new_tokens", "teacher.tensor_parallel_size", "teacher.shards",
     "teacher.chunk_size",
     "sft.num_train_epochs", "sft.global_batch_size", "sft.micro_batch_size", "sft.max_length", "sft.logging_steps",

@@ -1,8 +1,10 @@
 """Small files in upstream schemas for evaluation data that cannot be read from ../shared/data here:
-chABSA (not public on GitHub) and EDINET-Bench (on the Hugging Face Hub only). The loaders read them
-exactly as they read the real files (compass/eval/tasks.py); the production rehearsal evaluates on them.
+chABSA (not public on GitHub), EDINET-Bench (on the Hugging Face Hub only) and ChartQA (its original
+release's layout: ChartQA Dataset/test/test_human.json + png/, with charts drawn by compass.data.charts).
+The loaders read them exactly as they read the real files (compass/eval/tasks.py); the production
+rehearsal evaluates on them.
 
-    python -m tests.upstream_fixtures OUT_DIR     # OUT_DIR/chABSA-dataset/, OUT_DIR/edinet/{task}.jsonl
+    python -m tests.upstream_fixtures OUT_DIR     # OUT_DIR/chABSA-dataset/, OUT_DIR/edinet/{task}.jsonl, OUT_DIR/chartqa/
 """
 
 from __future__ import annotations
@@ -60,6 +62,24 @@ def write_rehearsal_data(out_dir, n: int = 8) -> None:
     for task in EDINET_TASKS:
         rows = edinet_rows(task, n)
         (out / "edinet" / f"{task}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    write_chartqa_release(out / "chartqa", "test", max(2, n // 2))
+
+
+def write_chartqa_release(out_dir, split: str = "test", n: int = 4) -> Path:
+    """ChartQA's original layout, {out_dir}/ChartQA Dataset/{split}/{split}_human.json ([{imgname, query, label}])
+    and png/{imgname}: charts drawn by compass.data.charts with their questions; the JSON file's path."""
+    from compass.data import charts
+
+    d = Path(out_dir) / "ChartQA Dataset" / split
+    (d / "png").mkdir(parents=True, exist_ok=True)
+    rows, _ = charts.generate(n, 0, seed=7, langs=("en",), kinds=("bar", "line", "pie"))
+    items = []
+    for k, r in enumerate(rows):
+        name = f"{7000 + k}.png"
+        (d / "png" / name).write_bytes(charts.render_png(r["chart"], 384))
+        items.append({"imgname": name, "query": r["problem"], "label": r["answer"]})
+    (d / f"{split}_human.json").write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    return d / f"{split}_human.json"
 
 
 if __name__ == "__main__":
