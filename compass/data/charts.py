@@ -184,7 +184,8 @@ def generate(n_train: int, n_test: int, *, seed: int, kinds=KINDS, langs=("en", 
         if not options:
             continue
         seen.add(_key(spec))
-        qkind, i, j = rng.choice(options)
+        kind = rng.choice(sorted({q[0] for q in options}, key=QUESTIONS.index))  # question kinds about equally often
+        qkind, i, j = rng.choice([q for q in options if q[0] == kind])
         rows.append({"source": "charts", "lang": spec["lang"], **question_row(spec, qkind, i, j), "chart": spec})
     train = [{"id": f"charts-train-{k:06d}", **r} for k, r in enumerate(rows[:n_train])]
     test = [{"id": f"charts-test-{k:06d}", **r} for k, r in enumerate(rows[n_train:])]
