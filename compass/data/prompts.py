@@ -31,9 +31,9 @@ def demo_rows(demo_cfg: dict, seed: int) -> tuple[list[dict], list[dict]]:
         raise CompassError(str(e)) from None
 
 
-def chart_rows(charts_cfg: dict, seed: int) -> tuple[list[dict], list[dict]]:
+def chart_rows(charts_cfg: dict, seed: int, limit: int | None = None) -> tuple[list[dict], list[dict]]:
     """(train, test) rows of the synthetic charts (compass.data.charts), each with its rendered PNG as the
-    transient `image` (compass.data.image_store)."""
+    transient `image` (compass.data.image_store); `limit`: only the first so many training rows."""
     from compass.data import charts
 
     try:
@@ -44,7 +44,7 @@ def chart_rows(charts_cfg: dict, seed: int) -> tuple[list[dict], list[dict]]:
     except ValueError as e:
         raise CompassError(str(e)) from None
     size = charts_cfg["image_size"]
-    return ([{**r, "image": charts.render_png(r["chart"], size)} for r in train],
+    return ([{**r, "image": charts.render_png(r["chart"], size)} for r in train[:limit]],
             [{**r, "image": charts.render_png(r["chart"], size)} for r in test])
 
 
@@ -72,8 +72,8 @@ def collect(cfg: dict, image_dir=None) -> tuple[list[dict], dict[str, list[dict]
             prompts += train
             tests["demo"] = test
         elif name == "charts":
-            rows = chart_rows(cfg["data"]["charts"], cfg["seed"])[0]
-            prompts += store_images(rows[: spec["limit"]] if spec.get("limit") else rows, Path(image_dir) / name, f"{IMAGES}/{name}")
+            rows = chart_rows(cfg["data"]["charts"], cfg["seed"], spec.get("limit"))[0]
+            prompts += store_images(rows, Path(image_dir) / name, f"{IMAGES}/{name}")
         else:
             from compass.data import sources
 

@@ -269,7 +269,7 @@ def load_task(name: str, spec: dict | None = None, seed: int = 42) -> list[dict]
 
         if not spec:
             raise CompassError("charts: its rows are generated from the data.charts settings (none given)")
-        return chart_rows(spec, seed)[1]
+        return chart_rows(spec, seed, limit=0)[1]  # the test split only: no training chart drawn
     if name == "demo":
         if not path:
             raise CompassError("demo: its data is written by the prompts stage (results/RUN/data/test/demo.jsonl)")
