@@ -18,7 +18,8 @@ from conftest import REPO, shared_file
 
 from compass.data import demo
 from compass.io import CompassError, write_jsonl
-from compass.teacher import distill, gather
+from compass.teacher import distill
+from compass.teacher import gather_traces as gather
 from compass.trace_format import format_response
 
 

@@ -109,3 +109,20 @@ def test_a_teacher_by_hub_id_is_read_from_the_cache_and_qwen_vl_takes_images(tmp
     assert generation.takes_images(qwen)
     (qwen / "config.json").write_text(json.dumps({"model_type": "qwen3_moe"}))
     assert not generation.takes_images(qwen)
+
+
+def test_label_answers_pass_the_answer_filter_as_evaluation_grades_them():
+    """An argmax chart question's answer is a label ("Lime", "1月"): the teacher filter keeps a trace that boxes it
+    and drops one that boxes another label, as the evaluation would grade them."""
+    from compass.answers import is_correct
+    from compass.teacher.distill import to_trace
+    from compass.trace_format import format_response
+
+    for gold, other in (("Lime", "Fig"), ("1月", "3月"), ("ぶどう", "りんご")):
+        row = {"id": "c", "source": "charts", "lang": "en", "problem": "Which label has the largest value?", "answer": gold,
+               "images": ["images/charts/x.png"]}
+        good = format_response(row["problem"], f"The largest is {gold}.", gold)
+        trace, reason = to_trace(row, good, sample=0, require_correct=True, is_correct=is_correct)
+        assert reason is None and trace["images"] == ["images/charts/x.png"]
+        assert to_trace(row, format_response(row["problem"], "x", other), sample=0, require_correct=True,
+                        is_correct=is_correct) == (None, "wrong_answer")

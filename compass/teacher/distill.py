@@ -32,7 +32,7 @@ from pathlib import Path
 
 from compass.images import rebase
 from compass.io import CompassError, dumps, read_jsonl, write_json, write_jsonl
-from compass.trace_format import answer_of, check_response, format_response, prompt_messages, system_prompt
+from compass.trace_format import check_response, format_response, prompt_messages, system_prompt
 
 PROMPT_FIELDS = ("id", "source", "lang", "problem", "answer")
 
@@ -49,7 +49,8 @@ def to_trace(row: dict, response: str, *, sample: int, require_correct: bool, is
     reason = check_response(response)
     if reason is not None:
         return None, f"malformed:{reason}"
-    if require_correct and row.get("answer") not in (None, "") and not is_correct(answer_of(response), row["answer"]):
+    # graded as evaluation grades (the whole response: its <Answer> box), so a label answer ("Lime", "1月") counts too
+    if require_correct and row.get("answer") not in (None, "") and not is_correct(response, row["answer"]):
         return None, "wrong_answer"
     trace = {k: row.get(k) for k in PROMPT_FIELDS}
     for k in ("images", "image_digests"):  # an image prompt's pictures (compass.images), relative to the prompts file
