@@ -126,3 +126,17 @@ def test_label_answers_pass_the_answer_filter_as_evaluation_grades_them():
         assert reason is None and trace["images"] == ["images/charts/x.png"]
         assert to_trace(row, format_response(row["problem"], "x", other), sample=0, require_correct=True,
                         is_correct=is_correct) == (None, "wrong_answer")
+
+
+def test_vllm_teacher_takes_the_pictures_as_the_hf_one(chart_prompts, phase1_dir, demo_config, monkeypatch):
+    """The real vLLM engine (CPU build) as the teacher on image prompts: greedy, the same completions as hf."""
+    pytest.importorskip("vllm")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    from compass.teacher.distill import Generator
+
+    rows = read_jsonl(chart_prompts)
+    tcfg = dict(demo_config["teacher"], model=str(phase1_dir), temperature=0.0, max_new_tokens=6)
+    hf = Generator(dict(tcfg, backend="hf"), 0, base_dir=chart_prompts.parent)(rows)
+    vl = Generator(dict(tcfg, backend="vllm"), 0, {"enforce_eager": True, "kv_cache_memory_bytes": 64 << 20,
+                                                   "max_model_len": 1024}, base_dir=chart_prompts.parent)(rows)
+    assert vl == hf and len(hf) == 6 and any(c[0] for c in hf)
