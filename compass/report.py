@@ -233,6 +233,36 @@ def plot_deltas(table: dict, path: Path) -> bool:
     return True
 
 
+def plot_grounding(grounding: dict, path: Path) -> bool:
+    """The grounding check: per image task, each model's accuracy with the real picture and with a blank one."""
+    if not grounding:
+        return False
+    plt = _plt()
+    tasks = list(grounding)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        models = list(grounding[task])
+        x = range(len(models))
+        real = [(grounding[task][m]["image"] or 0) * 100 for m in models]
+        blank = [(grounding[task][m]["blank"] or 0) * 100 for m in models]
+        ax.bar([i - 0.2 for i in x], real, 0.4, color="#1a7f37", label="real image")
+        ax.bar([i + 0.2 for i in x], blank, 0.4, color="#d0d7de", edgecolor="#555", label="blank image")
+        for i, m in enumerate(models):
+            gap = grounding[task][m]["gap"]
+            if gap is not None:
+                ax.text(i, max(real[i], blank[i]) + 2, f"{gap * 100:+.1f}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(list(x), models, fontsize=8)
+        ax.set_ylim(0, 115)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{task}: real vs blank image (gap, points)", fontsize=9)
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
+        ax.grid(axis="y", alpha=0.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _smooth(values: list[float], window: int) -> list[float]:
     out, acc = [], []
     for v in values:
@@ -457,6 +487,8 @@ def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out
         images = []
         plot_results(table, tmp / "results.png")
         images.append(("results.png", "Main metric per task and model (math tasks: hollow bar = well-formed-XML rate)"))
+        if plot_grounding(grounding_table(table), tmp / "grounding.png"):
+            images.append(("grounding.png", "Grounding check: accuracy with the real picture and with a blank one, per model"))
         if plot_deltas(table, tmp / "deltas.png"):
             images.append(("deltas.png", "Change from the previous phase (ablation rows: from the default prompt)"))
         plot_curves(curves["sft"], SFT_KEYS, "SFT", tmp / "sft_curves.png")

@@ -159,8 +159,11 @@ def test_grounding_check_puts_real_and_blank_images_side_by_side(tmp_path):
     on_disk = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert on_disk["grounding"]["charts"]["phase2"]["gap"] == pytest.approx(0.31) == summary["grounding"]["charts"]["phase2"]["gap"]
     page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
-    for text in ("Grounding check", "accuracy, blank image", "<b>+31.0</b>", "text-only model: no image seen", "(-31.0)"):
+    assert (tmp_path / "report" / "grounding.png").stat().st_size > 1000
+    for text in ("Grounding check", "accuracy, blank image", "<b>+31.0</b>", "text-only model: no image seen", "(-31.0)",
+                 "grounding.png"):
         assert text in page, text
     build("t", [_write(tmp_path / "x.json", _math("phase2", "demo", 0.5, 1.0))], traces, pairs, tmp_path / "sft",
           tmp_path / "dpo", tmp_path / "r2")
     assert "Grounding check" not in (tmp_path / "r2" / "index.html").read_text(encoding="utf-8")
+    assert not (tmp_path / "r2" / "grounding.png").exists()
