@@ -63,6 +63,9 @@ def test_the_pictures_and_then_blank_ones_reach_the_vlm(tmp_path, phase1_dir, ch
     assert [p["prediction"] for p in real_preds] != [p["prediction"] for p in blank_preds]  # the picture matters
     preds = read_jsonl((tmp_path / "real.json").with_suffix(".predictions.jsonl"))
     assert [p["id"] for p in preds] == [r["id"] for r in rows]
+    for p, row in zip(preds, rows):  # the pictures the model saw, reachable from the predictions file
+        assert load_images(p, tmp_path)[0].tobytes() == load_images(row, charts_task.parent)[0].tobytes()
+    assert "images" not in read_jsonl((tmp_path / "blank.json").with_suffix(".predictions.jsonl"))[0]
 
 
 def test_a_text_only_model_is_asked_the_question_alone(tmp_path, phase1_llm, charts_task, seen):

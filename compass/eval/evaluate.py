@@ -248,6 +248,11 @@ def main(args, cfg) -> None:
                                     base_dir=None if args.data is None else Path(args.data).parent)
     summary = {"model": args.label or args.model.name, "model_path": str(args.model), "task": args.task,
                "variant": args.variant, **summary}
+    if args.data is not None and summary.get("image_input") == "real":  # what the model saw, from the predictions file
+        from compass.images import rebase
+
+        for row, g in zip(rows, graded):
+            g["images"] = rebase(row, Path(args.data).parent, Path(args.out).parent)["images"]
     write_jsonl(Path(args.out).with_suffix(".predictions.jsonl"), graded)
     write_json(args.out, summary)
     primary = summary["primary"]
