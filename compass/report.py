@@ -411,7 +411,23 @@ def render_grounding(grounding: dict) -> str:
             + "".join(blocks))
 
 
-def render_html(run: str, table: dict, stats: dict, images: list[tuple[str, str]], comparison: dict | None = None) -> str:
+def render_changes(record: dict | None) -> str:
+    """Which tensors of the final VLM differ from Phase 1's, part by part (final_vlm/compose.json)."""
+    if not record:
+        return ""
+    rows = ""
+    for part, c in record["parts"].items():
+        names = c["changed"]
+        listed = (f"<details><summary>{len(names)} changed</summary><code>{'<br>'.join(map(html.escape, names))}</code>"
+                  "</details>") if names else "none (bit-identical to Phase 1)"
+        rows += f"<tr><td>{html.escape(part)}</td><td>{c['tensors']}</td><td style='text-align:left'>{listed}</td></tr>"
+    return (f"<h2>Phase 2 against Phase 1</h2><p>Tensors of the final VLM that differ from Phase 1's (projector: "
+            f"<code>{html.escape(record.get('projector', 'frozen'))}</code>; compose.json).</p>"
+            f"<table><tr><th>part</th><th>tensors</th><th>changed</th></tr>{rows}</table>")
+
+
+def render_html(run: str, table: dict, stats: dict, images: list[tuple[str, str]], comparison: dict | None = None,
+                changes: dict | None = None) -> str:
     sections = []
     for task, models in table.items():
         first = next(iter(models.values()))
@@ -451,6 +467,7 @@ in units), or for an <i>ablation</i> row from the same model with the default pr
 <a href="summary.json">summary.json</a>.</p>
 {''.join(sections)}
 {render_grounding(grounding_table(table))}
+{render_changes(changes)}
 {comp}
 <h2>Figures</h2>{figs}
 <h2>Stage statistics</h2>{stat_blocks}
@@ -459,9 +476,11 @@ in units), or for an <i>ablation</i> row from the same model with the default pr
 
 
 def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out_dir, ballots_dir=None, votes=None,
-          compare_cfg: dict | None = None, seed: int = 42, grpo_dirs=()) -> dict:
+          compare_cfg: dict | None = None, seed: int = 42, grpo_dirs=(), compose_record=None) -> dict:
     """`pairs_stats` and `dpo_dir` None: a recipe without DPO; `grpo_dirs`: the GRPO stages' adapters
-    (results/{run}/{stage}/adapter), each with its curves figure ({stage}_curves.png) and a row of rl_stages."""
+    (results/{run}/{stage}/adapter), each with its curves figure ({stage}_curves.png) and a row of rl_stages;
+    `compose_record`: the final VLM's compose.json (which tensors changed from Phase 1)."""
+    changes = read_json(compose_record) if compose_record is not None else None
     stages = [Path(d).parent.name for d in grpo_dirs]
     evals = [read_json(p) for p in eval_paths]
     # a stage's merged model evaluated as eval.checkpoints.<stage> is a row between sft and phase2
@@ -505,9 +524,9 @@ def build(run: str, eval_paths, traces_stats, pairs_stats, sft_dir, dpo_dir, out
             plot_elo(comparison["ratings"], tmp / "elo.png")
             images.append(("elo.png", "ELO ratings from blind pairwise votes"))
         summary = {"run": run, "results": table, "grounding": grounding_table(table), "stats": stats, "training": curves,
-                   "comparison": comparison}
+                   "comparison": comparison, "phase2_changes": changes}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        (tmp / "index.html").write_text(render_html(run, table, stats, images, comparison), encoding="utf-8")
+        (tmp / "index.html").write_text(render_html(run, table, stats, images, comparison, changes), encoding="utf-8")
     return summary
 
 
@@ -521,11 +540,12 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, type=Path, help="report directory (index.html, summary.json, figures)")
     p.add_argument("--ballots", type=Path, default=None, help="blind-comparison ballots directory (compass compare ballots)")
     p.add_argument("--votes", type=Path, default=None, help="votes JSONL on those ballots: adds the ELO ratings")
+    p.add_argument("--compose", type=Path, default=None, help="the final VLM's compose.json: which tensors changed from Phase 1")
 
 
 def main(args, cfg) -> None:
     summary = build(cfg["run"], args.evals, args.traces_stats, args.pairs_stats, args.sft, args.dpo, args.out,
-                    args.ballots, args.votes, cfg["eval"].get("compare"), cfg["seed"], args.grpo)
+                    args.ballots, args.votes, cfg["eval"].get("compare"), cfg["seed"], args.grpo, args.compose)
     for task, models in summary["results"].items():
         for model, r in models.items():
             extra = f"  well-formed {r['well_formed_rate']:6.1%}" if r.get("well_formed_rate") is not None else ""
@@ -534,4 +554,6 @@ def main(args, cfg) -> None:
         for model, g in models.items():
             gap = "n/a" if g["gap"] is None else f"{g['gap'] * 100:+.1f} points"
             print(f"grounding {task:9s} {model:24s} real image {_pct(g['image'])}, blank {_pct(g['blank'])}: {gap}")
+    for part, c in (summary["phase2_changes"] or {}).get("parts", {}).items():
+        print(f"phase2 vs phase1 {part:15s} {len(c['changed'])} of {c['tensors']} tensors changed")
     print(f"report -> {args.out}/index.html")

@@ -184,6 +184,11 @@ def test_train_merge_compose_names_the_changed_tensors(projector, phase1_dir, im
     else:
         assert changed_projector == [f"multi_modal_projector.linear_{i}.{k}" for i in (1, 2) for k in ("bias", "weight")]
     assert bool(parts["language_model"]["changed"]) is (projector != "only")
+    # the report's section names them
+    from compass.report import render_changes
+
+    page = render_changes(read_json(tmp_path / "vlm" / "compose.json"))
+    assert f"<code>{projector}</code>" in page and ("multi_modal_projector.linear_1.weight" in page) is (projector != "frozen")
     # a frozen-projector compose refuses a VLM whose projector trained
     if projector == "train":
         with pytest.raises(CompassError, match="multi_modal_projector.* differs from Phase 1, but vision.projector is frozen"):

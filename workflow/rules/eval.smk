@@ -191,6 +191,7 @@ rule report:
         grpo=[f"{RUN}/{s}/adapter" for s in GRPO_STAGES],
         ballots=rules.compare_ballots.output.key if COMPARE_ON else [],
         votes=COMPARE["votes"] if COMPARE_ON and COMPARE["votes"] else [],
+        final_vlm=rules.compose.output if "phase2" in EVAL_MODEL_DIRS else [],  # its compose.json: what changed
     output:
         html=report(f"{RUN}/report/index.html", category="Report", labels={"page": "index.html"}),
         summary=f"{RUN}/report/summary.json",
@@ -216,4 +217,5 @@ rule report:
         "compass report --params {params.cfg:q} --evals {input.evals} --traces-stats {input.traces_stats}"
         + (" --pairs-stats {input.pairs_stats}" if DPO_IN_RECIPE else "") + " --sft {input.sft}"
         + (" --dpo {input.dpo}" if DPO_IN_RECIPE else "") + (" --grpo {input.grpo}" if GRPO_STAGES else "")
+        + (" --compose {input.final_vlm}/compose.json" if "phase2" in EVAL_MODEL_DIRS else "")
         + " --out {params.outdir} {params.compare} > {log} 2>&1"
