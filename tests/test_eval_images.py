@@ -93,6 +93,7 @@ def test_chartqa_relaxed_accuracy():
     assert not grade("<Answer>\n\\boxed{1180}\n</Answer>", "1250")
     assert grade("<Answer>\n\\boxed{Japan}\n</Answer>", "Japan") and not grade("\\boxed{China}", "Japan")
     assert grade("\\boxed{0}", "0") and not grade("\\boxed{0.01}", "0")
+    assert grade("\\boxed{44\\%}", "45") and not grade("\\boxed{0.44}", "45")  # a percent sign as ChartQA reads it
     assert not evaluate.grader(TASKS["charts"])("\\boxed{1240}", "1250")  # the synthetic charts: exact
 
 
