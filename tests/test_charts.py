@@ -106,3 +106,23 @@ def test_the_values_are_drawn_on_the_image():
     b = charts.render_png(dict(spec, values=[3, 5, 8]), 128)
     assert a != b
     assert charts.render_png(spec, 128) == a
+
+
+def test_fixed_axis_makes_a_bars_height_its_value():
+    """axis fixed (the vision demo): the first bar (value 2) is as tall beside a 4 as beside an 8; axis fit: it is
+    scaled to its chart's largest value."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def first_bar_pixels(values, **scale):
+        spec = {"kind": "bar", "lang": "en", "title": "Pets", "labels": ["Cat", "Dog"], "values": values, **scale}
+        rgb = np.asarray(Image.open(io.BytesIO(charts.render_png(spec, 128))).convert("RGB")).astype(int)
+        blue = np.array([0x1f, 0x77, 0xb4])  # the first bar's colour
+        return int((np.abs(rgb - blue).sum(axis=-1) < 30).sum())
+
+    assert first_bar_pixels([2, 4], axis_max=9) == first_bar_pixels([2, 8], axis_max=9) > 0
+    assert first_bar_pixels([2, 4]) > first_bar_pixels([2, 8]) > 0
+    train, _ = charts.generate(3, 1, seed=0, axis="fixed", max_value=7)
+    assert all(r["chart"]["axis_max"] == 7 for r in train)

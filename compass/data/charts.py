@@ -151,7 +151,7 @@ def question_row(spec: dict, qkind: str, i: int, j: int) -> dict:
 
 
 def generate(n_train: int, n_test: int, *, seed: int, kinds=KINDS, langs=("en", "ja"), questions=QUESTIONS,
-             n_values=(3, 4), max_value: int = 9) -> tuple[list[dict], list[dict]]:
+             n_values=(3, 4), max_value: int = 9, axis: str = "fit") -> tuple[list[dict], list[dict]]:
     """Deterministic (train, test) rows, one question per distinct chart; no chart is in both splits.
 
     A row: {id, source: "charts", lang, problem, answer, solution, question, chart}; the image file
@@ -167,6 +167,10 @@ def generate(n_train: int, n_test: int, *, seed: int, kinds=KINDS, langs=("en", 
                          f"questions {list(QUESTIONS)}, langs {list(THEMES)})")
     if max_value < 2:
         raise ValueError(f"data.charts.max_value must be >= 2, got {max_value}")
+    if axis not in ("fit", "fixed"):
+        raise ValueError(f"data.charts.axis must be fit or fixed, got {axis!r}")
+    # fixed: bar and line charts share one value axis (0 .. max_value), so a bar's height is its value
+    scale = {"axis_max": max_value} if axis == "fixed" else {}
     rng = random.Random(f"compass:charts:{seed}")
     want = n_train + n_test
     seen: set = set()
@@ -186,7 +190,7 @@ def generate(n_train: int, n_test: int, *, seed: int, kinds=KINDS, langs=("en", 
         seen.add(_key(spec))
         kind = rng.choice(sorted({q[0] for q in options}, key=QUESTIONS.index))  # question kinds about equally often
         qkind, i, j = rng.choice([q for q in options if q[0] == kind])
-        rows.append({"source": "charts", "lang": spec["lang"], **question_row(spec, qkind, i, j), "chart": spec})
+        rows.append({"source": "charts", "lang": spec["lang"], **question_row(spec, qkind, i, j), "chart": {**spec, **scale}})
     train = [{"id": f"charts-train-{k:06d}", **r} for k, r in enumerate(rows[:n_train])]
     test = [{"id": f"charts-test-{k:06d}", **r} for k, r in enumerate(rows[n_train:])]
     return train, test
@@ -248,7 +252,7 @@ def render_png(spec: dict, size: int = 128) -> bytes:
     else:
         ax = fig.add_axes((0.04, 0.16, 0.92, 0.66 if title else 0.8))
         x = list(range(len(values)))
-        top = max(values) * 1.3
+        top = spec.get("axis_max", max(values)) * 1.3  # the chart's own maximum, or the axis every chart shares
         if kind == "bar":
             ax.bar(x, values, color=colors, width=0.7)
         else:

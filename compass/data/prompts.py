@@ -40,6 +40,7 @@ def chart_rows(charts_cfg: dict, seed: int, limit: int | None = None) -> tuple[l
         train, test = charts.generate(
             charts_cfg["n_train"], charts_cfg["n_test"], seed=seed, kinds=charts_cfg["kinds"], langs=charts_cfg["langs"],
             questions=charts_cfg["questions"], n_values=tuple(charts_cfg["n_values"]), max_value=charts_cfg["max_value"],
+            axis=charts_cfg.get("axis", "fit"),
         )
     except ValueError as e:
         raise CompassError(str(e)) from None
