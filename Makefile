@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: setup demo final_vlm rehearsal test test-fast clean images slurm-up test-slurm
+.PHONY: setup demo final_vlm rehearsal vision test test-fast clean images slurm-up test-slurm
 
 # One environment: the pinned stack, then vLLM's CPU build beside it (requirements-vllm.lock, --no-deps:
 # its metadata pins another torch; docs/vllm.md says why one environment and what was checked).
@@ -32,6 +32,11 @@ rehearsal: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) results/demo/sft/merged
 	$(BIN)/python -m tests.upstream_fixtures results/rehearsal-data
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) all --configfile config/rehearsal.yaml
+
+# The vision demo (docs/vision.md): the tiny VLM trained through the whole VLM on the synthetic bar charts and
+# evaluated with each chart and with a blank image (the grounding check). Outputs in results/vision/.
+vision: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) all --configfile config/vision.yaml
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -ra tests
