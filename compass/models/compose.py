@@ -14,9 +14,8 @@ part by part (the report shows it), and the processor carries the configured til
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from compass.io import CompassError, atomic_output
 from compass.models.checkpoint import VLM_TYPES, compare_frozen, model_type, save_vlm, tensor_changes
