@@ -60,10 +60,11 @@ class Engine:
         self.banned = media_tokens(self.tokenizer, self.processor)
 
     def expected_image_tokens(self, images: list | None) -> list[int] | None:
-        """Image tokens each prompt's images expand into under this checkpoint's processor and tiling."""
+        """Image tokens each prompt's images expand into under this checkpoint's processor and tiling (a
+        LLaVA-OneVision checkpoint: compass.vision knows its layout; None for another image-text model)."""
         from compass import vision
 
-        if images is None:
+        if images is None or not is_vlm(self.path):
             return None
         return [vision.example_image_tokens(self.processor, ims) for ims in images]
 
