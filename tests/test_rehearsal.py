@@ -124,6 +124,27 @@ def test_every_stage_of_the_rehearsal_ran_on_its_backend(rehearsal_run):
 
 
 @pytest.mark.e2e
+def test_the_clgrpo_recipe_runs_at_rehearsal_sizes(rehearsal_run):
+    """CLGRPO's three GRPO stages (config/rehearsal-clgrpo.yaml over the rehearsal) from the rehearsal's SFT
+    model, with the real tokenizer and chat template: each stage trains from the previous one's merged
+    model with its own rewards and clip bounds, and is merged."""
+    overlay = REPO / "config" / "rehearsal-clgrpo.yaml"
+    snakemake(rehearsal_run, "--configfile", str(REHEARSAL), str(overlay), "--cores", "2",
+              "results/rehearsal/grpo_cliplow/merged")
+    run = rehearsal_run / "results" / "rehearsal"
+    cfg = yaml.safe_load(REHEARSAL.read_text())
+    expected = {"grpo_format": ({"format": 1, "accuracy": 0}, 0.2), "grpo_accuracy": ({"format": 1, "accuracy": 1}, 0.2),
+                "grpo_cliplow": ({"format": 1, "accuracy": 1}, 0.1)}
+    for stage, (rewards, epsilon) in expected.items():
+        log = json.loads((run / stage / "adapter" / "training_log.json").read_text())
+        assert (log["stage"], log["rewards"], log["epsilon"], log["generation"]) == (stage, rewards, epsilon, "hf")
+        assert log["chat_template_kwargs"] == cfg["chat"]["template_kwargs"]
+        steps = [h for h in log["log_history"] if "reward" in h]
+        assert steps and all("rewards/format/mean" in h for h in steps)
+        assert (run / stage / "merged" / "config.json").is_file()
+
+
+@pytest.mark.e2e
 def test_the_final_vlm_serves_as_is_in_vllm_with_an_image(rehearsal_run):
     """What compass publishes loads in vLLM and answers an image + text prompt as transformers does."""
     from PIL import Image
