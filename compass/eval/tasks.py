@@ -117,7 +117,7 @@ def _header_name(v) -> str:
 def _read_rows(path: Path) -> list[dict]:
     """A local file of rows: .jsonl, .json (array, JSON lines or the harness's {"data": [...]}),
     .csv, .parquet or .xlsx."""
-    from compass.data.sources import read_local
+    from compass.data.readers import read_local
 
     if not path.exists():
         raise CompassError(f"{path}: file not found")
@@ -141,7 +141,7 @@ def _read_rows(path: Path) -> list[dict]:
 
 
 def _read_hub(hf_id: str, hf_config, split: str) -> list[dict]:
-    from compass.data.sources import load_hub
+    from compass.data.readers import load_hub
 
     ds = load_hub(hf_id, (hf_config,), split)
     return ds.to_list()
