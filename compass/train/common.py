@@ -236,6 +236,22 @@ def load_inputs(data_path, fields, model_path, sec: dict, section: str, bf16: bo
     return rows, model, tokenizer, chat.template_kwargs(chat_cfg)
 
 
+def trains_vlm(model_path, vision_cfg: dict | None) -> bool:
+    """Whether a stage trains the whole VLM: the model is a VLM checkpoint and `vision.train` is on. Either one
+    alone is the wrong model (e.g. the Phase 1 VLM where its extracted language model was meant), refused
+    with the key to set."""
+    from compass.models.checkpoint import is_vlm
+
+    vlm, wanted = is_vlm(model_path), bool((vision_cfg or {}).get("train"))
+    if vlm and not wanted:
+        raise CompassError(f"{model_path}: is a VLM checkpoint; training takes the language model (see "
+                           "`compass extract-llm`), or set vision.train: true to train the whole VLM")
+    if wanted and not vlm:
+        raise CompassError(f"{model_path}: is a language model, but vision.train is true (the stage trains the whole "
+                           "VLM: give it the Phase 1 VLM or the previous stage's merged VLM)")
+    return vlm
+
+
 def with_vision(sec: dict, model_path, vision_cfg: dict | None) -> dict:
     """The section a stage's checkpoints are fingerprinted by: with the vision settings when it trains a VLM."""
     from compass.models.checkpoint import is_vlm

@@ -43,9 +43,7 @@ def build(pairs_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cf
     a test's or a benchmark's step counts). A VLM checkpoint trains through the whole VLM (`build_vlm`)."""
     from datasets import Dataset
 
-    from compass.models.checkpoint import is_vlm
-
-    if is_vlm(model_path):
+    if common.trains_vlm(model_path, vision_cfg):
         return build_vlm(pairs_path, model_path, checkpoints_dir, sec, seed, chat_cfg or {}, vision_cfg or {}, **overrides)
     args = config(sec, seed, checkpoints_dir, **overrides)
     rows, model, tokenizer, kwargs = common.load_inputs(pairs_path, PAIR_FIELDS, model_path, sec, "dpo", args.bf16,

@@ -210,11 +210,9 @@ def build(prompts_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_
     test's step counts)."""
     from datasets import Dataset
 
-    from compass.models.checkpoint import is_vlm
-
     chat_cfg, vision_cfg = chat_cfg or {}, vision_cfg or {}
-    processor = peft_config = None
-    if is_vlm(model_path):  # the whole VLM (compass.train.vlm): image and text-only prompts
+    processor = None
+    if common.trains_vlm(model_path, vision_cfg):  # the whole VLM (compass.train.vlm): image and text-only prompts
         from compass.io import read_jsonl
         from compass.train import vlm
 

@@ -63,12 +63,10 @@ def trainer(args, model, tokenizer, dataset, sec: dict):
 def build(traces_path, model_path, checkpoints_dir, sec: dict, seed: int, chat_cfg: dict | None = None,
           vision_cfg: dict | None = None, **overrides):
     """(trainer, tokenizer, record for training_log.json) of the stage, as `train` runs it (`overrides` for
-    a test's or a benchmark's step counts). A VLM checkpoint trains through the whole VLM (`build_vlm`)."""
+    a test's or a benchmark's step counts). A VLM checkpoint with vision.train trains through the whole VLM (`build_vlm`)."""
     from datasets import Dataset
 
-    from compass.models.checkpoint import is_vlm
-
-    if is_vlm(model_path):
+    if common.trains_vlm(model_path, vision_cfg):
         return build_vlm(traces_path, model_path, checkpoints_dir, sec, seed, chat_cfg or {}, vision_cfg or {}, **overrides)
     args = config(sec, seed, checkpoints_dir, **overrides)
     rows, model, tokenizer, kwargs = common.load_inputs(traces_path, TRACE_FIELDS, model_path, sec, "sft", args.bf16,
