@@ -10,7 +10,9 @@ from compass.io import read_json
 
 pytestmark = pytest.mark.e2e
 
-# The cut: half the charts (375 SFT steps instead of 750) and 100 test questions; docs/vision.md has the full run.
+# The cut: half the charts (378 SFT steps instead of 750) and 100 test questions; docs/vision.md has the full run.
+# Measured here (2026-12-01): Phase 2 31.0 % with the chart, 6.0 % blank (+25.0); 23.6 min on the 2 shared cores
+# at load 4 (SFT ~20 min of it; about 2 min at load 2).
 CUT = """
 data:
   charts: {n_train: 1000, n_test: 100}
