@@ -198,3 +198,23 @@ def test_on_policy_samples_through_the_cli(tmp_path, rows, cfg):
     assert _run(cfg, "--set", "pairs.on_policy_ratio=1.0", "--set", "pairs.workers=2", "--traces", traces,
                 "--out", tmp_path / "w2.jsonl", "--samples", samples) == 0
     assert (tmp_path / "w2.jsonl").read_bytes() == out.read_bytes()
+
+
+def test_image_rows_keep_their_pictures_relative_to_the_pairs_file(tmp_path, rows):
+    """A trace with `images` (relative to the traces file) becomes a pair whose `images` name the same files
+    relative to the pairs file (they are written to another directory); text rows carry none."""
+    from compass.images import image_paths
+
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    picture = tmp_path / "data" / "images" / "a.png"
+    picture.write_bytes(b"png")
+    traces_dir, out_dir = tmp_path / "traces", tmp_path / "run" / "dpo"
+    traces_dir.mkdir()
+    with_image = [{**rows[0], "images": ["../data/images/a.png"]}] + rows[1:3]
+    traces = _write(traces_dir / "traces.jsonl", with_image)
+    run_pairs(traces, out_dir / "pairs.jsonl", out_dir / "pairs.stats.json", make_settings(), progress=False)
+    pairs = {p["id"]: p for p in map(json.loads, (out_dir / "pairs.jsonl").read_text().splitlines())}
+    first = pairs[rows[0]["id"]]
+    assert first["images"] == ["../../data/images/a.png"]
+    assert image_paths(first, out_dir)[0].resolve() == picture.resolve()
+    assert all("images" not in pairs[r["id"]] for r in rows[1:3])

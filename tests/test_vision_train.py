@@ -201,8 +201,7 @@ def image_pairs(image_traces):
     from compass.pairs.build import pair_dict
 
     rows = read_jsonl(image_traces)
-    pairs = [{**pair_dict(r, "tampered", r["response"].replace("\\boxed{", "\\boxed{1")),
-              **({"images": r["images"]} if r.get("images") else {})} for r in rows]
+    pairs = [pair_dict(r, "tampered", r["response"].replace("\\boxed{", "\\boxed{1")) for r in rows]
     path = image_traces.parent / "pairs.jsonl"
     write_jsonl(path, pairs)
     return path

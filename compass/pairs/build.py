@@ -31,11 +31,12 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
 from compass import trace_format
+from compass.images import rebase
 from compass.io import CompassError, JsonlError, atomic_output, dumps, write_json
 from compass.pairs.corrupt import STRATEGIES, corrupt
 from compass.pairs.on_policy import ON_POLICY, id_text, load_samples, mix_on_policy, samples_for
@@ -60,6 +61,8 @@ class Settings:
     on_policy_ratio: float = 0.0
     samples: Mapping[str, list[str]] | None = field(default=None, compare=False)
     is_correct: Callable[[str, str], bool] | None = field(default=None, compare=False)
+    # (traces directory, pairs directory): a row's relative image paths are rewritten for the pairs file
+    image_dirs: tuple[str, str] | None = None
 
 
 def make_settings(*, seed=42, weights=None, require_tags=False, on_policy_ratio=0.0, samples=None, is_correct=None) -> Settings:
@@ -140,9 +143,12 @@ def pair_parts(row: dict, settings: Settings, counts: Counter) -> tuple[str, str
 
 
 def pair_dict(row: dict, strategy: str, rejected: str) -> dict:
-    """The output row (TRL conversational preference format plus id, source, lang, strategy)."""
+    """The output row (TRL conversational preference format plus id, source, lang, strategy; an image row's
+    `images`, compass.images). The prompt stays text: the VLM stage puts the image parts in
+    (compass.train.vlm.with_image_parts), so text and image pairs share one column type."""
     lang = row.get("lang") or detect_lang(row["problem"])
-    return {
+    images = row.get("images") or []
+    pair = {
         "id": row["id"],
         "source": row.get("source"),
         "lang": lang,
@@ -151,12 +157,19 @@ def pair_dict(row: dict, strategy: str, rejected: str) -> dict:
         "chosen": [{"role": "assistant", "content": row["response"]}],
         "rejected": [{"role": "assistant", "content": rejected}],
     }
+    if images:
+        pair["images"] = images
+    return pair
 
 
 def make_pair(row: dict, settings: Settings, counts: Counter) -> dict | None:
     """The pair of one (already checked) trace row, or None when the row is dropped."""
     parts = pair_parts(row, settings, counts)
-    return None if parts is None else pair_dict(row, *parts)
+    if parts is None:
+        return None
+    if settings.image_dirs and row.get("images"):
+        row = rebase(row, *settings.image_dirs)
+    return pair_dict(row, *parts)
 
 
 def keyed_line(row: dict, pair: dict) -> tuple[bytes, bytes]:
@@ -308,6 +321,7 @@ def run_pairs(traces, out, stats_path, settings: Settings, *, on_bad_line: str =
     traces, out = Path(traces), Path(out)
     if not traces.is_file():
         raise CompassError(f"{traces}: file not found")
+    settings = replace(settings, image_dirs=(str(traces.parent), str(out.parent)))
     stop = on_bad_line != "skip"
     size = traces.stat().st_size
     if progress is None:
