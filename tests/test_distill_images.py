@@ -61,9 +61,9 @@ def test_an_hf_teacher_is_given_the_pictures(tmp_path, chart_prompts, phase1_dir
     calls = []
     real = generation.Engine.generate
 
-    def spy(self, conversations, sampling, images=None, desc="generate"):
+    def spy(self, conversations, sampling, images=None, desc="generate", ids=None):
         calls.append((conversations, images))
-        return real(self, conversations, sampling, images=images, desc=desc)
+        return real(self, conversations, sampling, images=images, desc=desc, ids=ids)
 
     monkeypatch.setattr(generation.Engine, "generate", spy)
     out = tmp_path / "results" / "traces" / "shards" / "0-of-1.jsonl"

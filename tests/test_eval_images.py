@@ -28,9 +28,9 @@ def seen(monkeypatch):
     calls = []
     real = generation.Engine.generate
 
-    def spy(self, conversations, sampling, images=None, desc="generate"):
+    def spy(self, conversations, sampling, images=None, desc="generate", ids=None):
         calls.append({"vlm": self.vlm, "conversations": conversations, "images": images})
-        return real(self, conversations, sampling, images=images, desc=desc)
+        return real(self, conversations, sampling, images=images, desc=desc, ids=ids)
 
     monkeypatch.setattr(generation.Engine, "generate", spy)
     return calls

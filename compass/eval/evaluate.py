@@ -195,7 +195,8 @@ def evaluate_task(model_path, task: str, rows: list[dict], cfg: dict, variant: s
         from compass.eval import edinet
 
         convs, cut = _edinet_conversations(engine, model_path, task, rows, ecfg)
-    completions = [c[0] for c in engine.generate(convs, sampling, images=images, desc=f"evaluate {task}")]
+    completions = [c[0] for c in engine.generate(convs, sampling, images=images, desc=f"evaluate {task}",
+                                                   ids=[r.get("id", f"#{i}") for i, r in enumerate(rows)])]
     seconds = time.perf_counter() - t0
     outputs = [c.text for c in completions]
     if kind == "math":

@@ -113,7 +113,8 @@ class Generator:
             from compass.images import load_images
 
             images = [load_images(r, self.base_dir) for r in rows]
-        return generation.texts(self.engine.generate(conversations, self.sampling, images=images, desc="distill"))
+        return generation.texts(self.engine.generate(conversations, self.sampling, images=images, desc="distill",
+                                                        ids=[r["id"] for r in rows]))
 
 
 def model_files(model) -> list | str | None:
