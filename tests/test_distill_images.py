@@ -140,3 +140,32 @@ def test_vllm_teacher_takes_the_pictures_as_the_hf_one(chart_prompts, phase1_dir
     vl = Generator(dict(tcfg, backend="vllm"), 0, {"enforce_eager": True, "kv_cache_memory_bytes": 64 << 20,
                                                    "max_model_len": 1024}, base_dir=chart_prompts.parent)(rows)
     assert vl == hf and len(hf) == 6 and any(c[0] for c in hf)
+
+
+def test_policy_samples_show_the_vlm_each_traces_pictures(tmp_path, chart_prompts, phase1_dir, phase1_llm, monkeypatch,
+                                                          capsys):
+    """On-policy samples of image traces (a vision.train run's DPO): the VLM is given each trace's pictures, the
+    examples named by id; a language model is refused, naming a trace with images."""
+    calls = []
+    real = generation.Engine.generate
+
+    def spy(self, conversations, sampling, images=None, desc="generate", ids=None):
+        calls.append((conversations, images, ids))
+        return real(self, conversations, sampling, images=images, desc=desc, ids=ids)
+
+    monkeypatch.setattr(generation.Engine, "generate", spy)
+    traces = tmp_path / "traces" / "traces.jsonl"
+    traces.parent.mkdir()
+    rows = [{**rebase(r, chart_prompts.parent, traces.parent), "response": "x"} for r in read_jsonl(chart_prompts)][:3]
+    traces.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "samples.jsonl"
+    args = ["--traces", str(traces), "--out", str(out), "--set", "pairs.on_policy_samples=2",
+            "--set", "pairs.sampling.max_new_tokens=3"]
+    assert main(["policy-samples", "--model", str(phase1_dir), *args]) == 0
+    (conversations, images, ids), = calls
+    assert ids == [r["id"] for r in rows]
+    assert [len(ims) for ims in images] == [len(r["images"]) for r in rows] and all(images)
+    assert [m for m in conversations[0] if m["role"] == "user"][0]["content"][0] == {"type": "image"}
+    assert all(len(s["samples"]) == 2 for s in read_jsonl(out))
+    assert main(["policy-samples", "--model", str(phase1_llm), *args]) != 0
+    assert f"traces such as {rows[0]['id']} come with images" in capsys.readouterr().err

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compass.io import read_jsonl, write_jsonl
+from compass.images import load_images
+from compass.io import CompassError, read_jsonl, write_jsonl
 from compass.trace_format import prompt_messages
 
 
@@ -30,8 +31,17 @@ def main(args, cfg) -> None:
         max_new_tokens=scfg["max_new_tokens"], temperature=scfg["temperature"], top_p=scfg["top_p"],
         n=pcfg["on_policy_samples"], seed=pcfg["seed"],
     )
-    conversations = [prompt_messages(r["problem"], r.get("lang")) for r in rows]
-    outs = generation.texts(engine.generate(conversations, sampling, desc="policy samples"))
+    n_images = [len(r.get("images") or []) for r in rows]
+    conversations = [prompt_messages(r["problem"], r.get("lang"), n) for r, n in zip(rows, n_images)]
+    images = None
+    if any(n_images):  # image traces (compass.images): the model sees each prompt's pictures, as in training
+        if not engine.vlm:
+            first = next(r["id"] for r, n in zip(rows, n_images) if n)
+            raise CompassError(f"{args.model} is a language model, and traces such as {first} come with images "
+                               "(sample the merged VLM of a vision.train run)")
+        images = [load_images(r, args.traces.parent) for r in rows]
+    outs = generation.texts(engine.generate(conversations, sampling, images=images, desc="policy samples",
+                                            ids=[r["id"] for r in rows]))
     write_jsonl(args.out, ({"id": r["id"], "samples": o, "chat_template_kwargs": engine.template_kwargs}
                            for r, o in zip(rows, outs)))
     print(f"{sum(map(len, outs))} samples for {len(rows)} prompts ({scfg['backend']}) -> {args.out}")
