@@ -24,17 +24,34 @@ def image_paths(row: dict, base_dir) -> list[Path]:
     return [p if p.is_absolute() else base / p for p in map(Path, paths)]
 
 
+def _existing(row: dict, base_dir) -> list[Path]:
+    paths = image_paths(row, base_dir)
+    for p in paths:
+        if not p.is_file():
+            raise CompassError(f"row {row.get('id')!r}: image {p} not found")
+    return paths
+
+
 def load_images(row: dict, base_dir) -> list:
     """The row's images as RGB PIL images (an error names the row and the missing file)."""
     from PIL import Image
 
     out = []
-    for p in image_paths(row, base_dir):
-        if not p.is_file():
-            raise CompassError(f"row {row.get('id')!r}: image {p} not found")
+    for p in _existing(row, base_dir):
         with Image.open(p) as im:
             out.append(im.convert("RGB"))
     return out
+
+
+def image_sizes(row: dict, base_dir) -> list[tuple[int, int]]:
+    """(width, height) of each of the row's images (only the headers are read)."""
+    from PIL import Image
+
+    sizes = []
+    for p in _existing(row, base_dir):
+        with Image.open(p) as im:
+            sizes.append(im.size)
+    return sizes
 
 
 def blank_like(image, color=(255, 255, 255)):

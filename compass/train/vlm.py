@@ -68,21 +68,6 @@ def lora_config(sec: dict, model, projector: str):
                       modules_to_save=[PROJECTOR] if projector != "frozen" else None, task_type="CAUSAL_LM")
 
 
-def image_sizes(row: dict, base_dir) -> list[tuple[int, int]]:
-    """(width, height) of each of the row's images (only the headers are read)."""
-    from PIL import Image
-
-    from compass.images import image_paths
-
-    sizes = []
-    for p in image_paths(row, base_dir):
-        if not p.is_file():
-            raise CompassError(f"row {row.get('id')!r}: image {p} not found")
-        with Image.open(p) as im:
-            sizes.append(im.size)
-    return sizes
-
-
 def with_image_parts(messages: list[dict], n_images: int) -> list[dict]:
     """The messages with one image part per image before the first user message's text, as
     compass.trace_format.prompt_messages(n_images=) writes them and TRL's vision collators insert them."""
@@ -106,7 +91,7 @@ def prepare(rows: list[dict], data_path, processor, chat_cfg: dict, max_length: 
     """The rows a stage trains on, each with `image_paths` (absolute) and `image_tokens` (its count), and what was
     kept: rows whose last image token would lie beyond `max_length` are dropped (`cut_in_image`), never truncated.
     `prompt_of(row)`: the row's prompt messages (text content; the image parts are put in here)."""
-    from compass.images import image_paths
+    from compass.images import image_paths, image_sizes
 
     base = Path(data_path).parent
     image_id = vision.image_token_id(processor)
