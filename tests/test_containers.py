@@ -77,7 +77,7 @@ def env_pins(name: str) -> tuple[dict[str, str], str]:
 
 
 def test_there_is_an_image_per_environment_and_config_names_them():
-    assert set(NAMES) == {"train", "teacher", "eval"}
+    assert set(NAMES) == {"train", "teacher", "eval", "rl"}
     assert {p.stem for p in (REPO / "envs").glob("*.yaml")} == set(NAMES)
     from compass import config
 
@@ -154,19 +154,31 @@ def test_image_pins_equal_the_tested_environment():
         assert pkg in train, f"train image lacks {pkg}"
     assert "vllm" in env_pins("teacher")[0]
     assert "vllm" in env_pins("eval")[0]  # eval.backend: vllm and pairs.sampling.backend: vllm run there
+    rl, _ = env_pins("rl")  # GRPO: TRL + PEFT with vLLM colocated, vLLM within the range TRL supports
+    assert {"vllm", "trl", "peft", "accelerate", "deepspeed"} <= set(rl)
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    assert Version(rl["vllm"]) in SpecifierSet(">=0.22.0,<=0.31.0"), "TRL 1.16's supported vLLM range (trl[vllm])"
+
+
+# Both kinds of post-SFT stage in the plan (the embedded default's recipe has GRPO only; phase2.yaml's, DPO).
+BOTH_STAGES = {"train": {"recipe": ["dpo", "grpo_accuracy"]}}
 
 
 def test_every_rule_that_runs_software_names_an_image(tmp_path):
-    wf = load_workflow(tmp_path)
+    wf = load_workflow(tmp_path, config=BOTH_STAGES)
     images = {f"containers/{n}.sif" for n in NAMES}
     shell_rules = [r for r in wf.rules if r.shellcmd]
-    assert {"sft", "dpo", "distill", "merge_sft", "compose", "evaluate", "fetch_model", "fetch_dataset"} <= {r.name for r in shell_rules}
+    assert {"sft", "dpo", "grpo_accuracy", "distill", "merge_sft", "compose", "evaluate", "fetch_model",
+            "fetch_dataset"} <= {r.name for r in shell_rules}
     assert all(not r.run_func or r.shellcmd or r.norun for r in wf.rules if r.name not in ("all", "final_vlm")), \
         "every rule runs a shell command (no `run:` blocks outside the images)"
     for rule in shell_rules:
         assert rule.container_img in images, f"rule {rule.name} names no image ({rule.container_img})"
     by_rule = {r.name: r.container_img for r in wf.rules}
-    assert by_rule["sft"] == by_rule["dpo"] == "containers/train.sif"
+    assert by_rule["sft"] == by_rule["dpo"] == by_rule["merge_grpo_accuracy"] == "containers/train.sif"
+    assert by_rule["grpo_accuracy"] == "containers/rl.sif"  # TRL's rollouts on vLLM (grpo.generation.backend: vllm)
     assert by_rule["distill"] == "containers/teacher.sif"
     assert by_rule["evaluate"] == "containers/eval.sif"
 
@@ -318,7 +330,7 @@ def third_party_imports(module: str, seen: set | None = None) -> set[str]:
 def test_each_image_holds_what_its_rules_import(tmp_path):
     from compass.cli import SUBCOMMANDS
 
-    wf = load_workflow(tmp_path)
+    wf = load_workflow(tmp_path, config=BOTH_STAGES)
     base = third_party_imports("compass.cli") | third_party_imports("compass.config") | third_party_imports("compass.launch")
     checked = 0
     for rule in wf.rules:
@@ -329,7 +341,7 @@ def test_each_image_holds_what_its_rules_import(tmp_path):
         image = Path(rule.container_img).stem
         pins = set(env_pins(image)[0])
         needed = base | third_party_imports(SUBCOMMANDS[m.group(1)][0])
-        if m.group(1) in ("sft", "dpo"):
+        if m.group(1) in ("sft", "dpo", "grpo"):
             needed |= {"accelerate", "deepspeed"}  # compass.launch's multi-GPU path
         for mod in sorted(needed):
             assert provided(mod, pins), f"rule {rule.name} ({image} image) imports {mod}, which the image lacks"

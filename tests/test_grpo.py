@@ -1,7 +1,7 @@
 """GRPO stages (compass/train/grpo.py) on the tiny demo model: thin over TRL's GRPOTrainer with LoRA (the KL
 reference is the adapter disabled, no second model), clip bounds and rewards from the config, one stage run
 end to end through `compass grpo`, killed and resumed from its last checkpoint; and the recipe as
-configuration: config/clgrpo.yaml plans the four-stage CLGRPO recipe, the default still plans [dpo]."""
+configuration: config/clgrpo.yaml plans the four-stage CLGRPO recipe, the embedded default its [grpo_accuracy]."""
 
 from __future__ import annotations
 
@@ -115,7 +115,8 @@ def test_a_grpo_stage_runs_end_to_end_and_resumes_after_a_kill(tmp_path, prompts
 
 def test_clgrpo_config_plans_the_four_stage_recipe(tmp_path):
     """config/clgrpo.yaml: SFT, then grpo_format -> grpo_accuracy -> grpo_cliplow, each trained from the merged
-    model before it, composed from the last; no DPO. The default still plans the seed's [dpo]."""
+    model before it, composed from the last; no DPO. The embedded default plans its own [grpo_accuracy], and
+    config/phase2.yaml the seed's [dpo]."""
     proc = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(REPO / "config" / "config.yaml"),
                      str(REPO / "config" / "clgrpo.yaml"))
     jobs = planned_jobs(proc)
@@ -130,4 +131,4 @@ def test_clgrpo_config_plans_the_four_stage_recipe(tmp_path):
             f" --model results/clgrpo/{start} --out results/clgrpo/{stage}/adapter" in text
     assert "--phase1 results/clgrpo/phase1/vlm --llm results/clgrpo/grpo_cliplow/merged" in text
     default = planned_jobs(snakemake(tmp_path / "d", "-n", "all", "--configfile", str(REPO / "config" / "config.yaml")))
-    assert default.get("dpo") == 1 and not any(j.startswith("grpo") for j in default)
+    assert default.get("grpo_accuracy") == 1 and not {"pairs", "dpo", "grpo_format", "grpo_cliplow"} & set(default)

@@ -13,11 +13,12 @@ What is shown:
   log per job), with the GPUs, CPUs and memory config `resources` asks for;
 * the outputs are the same as a local `snakemake --cores 2 final_vlm` (files byte for byte, model
   tensors bit for bit: CPU training with a fixed seed is deterministic);
-* a changed parameter (dpo.*) reruns only DPO and what follows, under the SLURM executor;
-* `scancel` of the running DPO job fails the workflow cleanly, naming the rule, with no output
-  marked complete; the rerun resumes DPO from its last checkpoint;
+* a changed parameter (of the recipe's GRPO stage) reruns only that stage and what follows, under the
+  SLURM executor;
+* `scancel` of the running GRPO job fails the workflow cleanly, naming the rule, with no output
+  marked complete; the rerun resumes the stage from its last checkpoint;
 * a preemption (`scontrol requeue` of the running job) is survived: SLURM requeues the job,
-  Snakemake keeps waiting, DPO resumes from its last checkpoint and the run finishes.
+  Snakemake keeps waiting, GRPO resumes from its last checkpoint and the run finishes.
 
 Runtime (2 CPU cores): about 10 min for the SLURM run, 6 for the faults; the local run is the one\ntests/test_workflow.py checks (conftest.demo_run).
 """
@@ -44,10 +45,17 @@ from conftest import REPO, load_workflow, planned_jobs
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 BIN = Path(sys.executable).parent
-PLAN = ["phase1_demo", "extract_llm", "prompts", "distill", "gather_traces", "sft", "merge_sft", "pairs", "dpo",
-        "merge_dpo", "compose"]
+PLAN = ["phase1_demo", "extract_llm", "prompts", "distill", "gather_traces", "sft", "merge_sft", "grpo_accuracy",
+        "merge_grpo_accuracy", "compose"]
 RUN_TIMEOUT = 45 * 60
-DPO_CHANGE = {"beta": 0.2, "save_steps": 10}  # the parameter change of the fault test (save_steps: checkpoints early)
+STAGE = "grpo_accuracy"  # the embedded default's post-SFT stage (train.recipe)
+# The parameter change of the fault test: the stage's length (and save_steps: checkpoints early).
+GRPO_CHANGE = {"save_steps": 10, "stages": {STAGE: {"max_steps": 60, "rewards": {"format": 0.0, "accuracy": 1.0}}}}
+
+
+def resource_key(rule: str) -> str:
+    """The config `resources` entry a rule's job asks with (every GRPO stage shares grpo / merge_grpo)."""
+    return "merge_grpo" if rule.startswith("merge_grpo_") else "grpo" if rule.startswith("grpo_") else rule
 
 
 def slurm_down_reason() -> str | None:
@@ -196,9 +204,9 @@ def slurm_run(cluster, tmp_path_factory) -> Run:
     production resources (GPUs, whole nodes, memory) as the cluster user sets them."""
     repo = checkout(tmp_path_factory.mktemp("slurm") / "compass")
     production = yaml.safe_load((repo / "config/phase2.yaml").read_text())["resources"]
-    # One GPU for SFT and DPO: the demo's global batch (16 = micro batch 16) is checked against the devices
-    # at start-up, and the jobs then train in one CPU process (no CUDA here) exactly as the local run does.
-    for rule in ("sft", "dpo"):
+    # One GPU for SFT and GRPO: the demo's global batch (= micro batch) is checked against the devices at
+    # start-up, and the jobs then train in one CPU process (no CUDA here) exactly as the local run does.
+    for rule in ("sft", "grpo"):
         production[rule]["gpus"] = 1
     (repo / CLUSTER_RESOURCES).write_text(yaml.safe_dump({"resources": production}))
     run = Run(repo, "--profile", "slurm", "final_vlm", "--configfile", CLUSTER_RESOURCES, name="snakemake-slurm").wait()
@@ -249,7 +257,7 @@ def test_jobs_got_the_resources_config_asks_for(slurm_run):
     ids = {rule: v[0][0] for rule, v in slurm_run.jobs().items()}
     rows = {r["JobIDRaw"]: r for r in sacct(ids.values())}
     for rule, jobid in ids.items():
-        want, row = res.get(rule) or res["default"], rows[jobid]
+        want, row = res.get(resource_key(rule)) or res["default"], rows[jobid]
         tres = dict(kv.split("=", 1) for kv in row["AllocTRES"].split(","))
         gpus = int(tres.get("gres/gpu", 0))
         if want["exclusive"]:
@@ -262,9 +270,9 @@ def test_jobs_got_the_resources_config_asks_for(slurm_run):
             assert gpus == want["gpus"], (rule, row)
         assert abs(mem_mb(row["ReqMem"]) - want["mem_mb"]) <= want["mem_mb"] / 100, (rule, row)  # sacct rounds
     # The GPU stages asked for GPUs, got them, and (no CUDA here) trained in one CPU process.
-    for rule in ("sft", "dpo"):
+    for rule in ("sft", STAGE):
         log = (slurm_run.cwd / f"results/demo/logs/{rule}.log").read_text()
-        assert f"compass.launch: no GPU visible (asked for {res[rule]['gpus']} per node)" in log
+        assert f"compass.launch: no GPU visible (asked for {res[resource_key(rule)]['gpus']} per node)" in log
 
 
 @pytest.mark.slurm
@@ -275,15 +283,14 @@ def test_outputs_equal_a_local_run(slurm_run, local_run):
     from compass.models.checkpoint import iter_tensors
 
     a, b = slurm_run.cwd / "results/demo", local_run
-    for f in ["data/prompts.jsonl", "data/test/demo.jsonl", "traces/traces.jsonl", "traces/traces.stats.json",
-              "dpo/pairs.jsonl", "dpo/pairs.stats.json"]:
+    for f in ["data/prompts.jsonl", "data/test/demo.jsonl", "traces/traces.jsonl", "traces/traces.stats.json"]:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    for d in ["phase1/vlm", "phase1/llm", "sft/adapter", "sft/merged", "dpo/adapter", "dpo/merged", "final_vlm"]:
+    for d in ["phase1/vlm", "phase1/llm", "sft/adapter", "sft/merged", f"{STAGE}/adapter", f"{STAGE}/merged", "final_vlm"]:
         ta, tb = dict(iter_tensors(a / d)), dict(iter_tensors(b / d))
         assert ta.keys() == tb.keys() and ta, d
         different = [k for k in ta if not torch.equal(ta[k], tb[k])]
         assert not different, f"{d}: {len(different)} tensors differ, e.g. {different[:3]}"
-    for f in ["sft/adapter/training_log.json", "dpo/adapter/training_log.json"]:
+    for f in ["sft/adapter/training_log.json", f"{STAGE}/adapter/training_log.json"]:
         la, lb = json.loads((a / f).read_text()), json.loads((b / f).read_text())
         assert la["global_step"] == lb["global_step"]
         losses = lambda log: [h["loss"] for h in log["log_history"] if "loss" in h]  # noqa: E731
@@ -293,42 +300,42 @@ def test_outputs_equal_a_local_run(slurm_run, local_run):
 @pytest.mark.slurm
 @pytest.mark.e2e
 def test_changed_parameter_scancel_and_preemption_under_slurm(slurm_run, tmp_path):
-    """dpo.beta (and dpo.save_steps) changed: only dpo, merge_dpo and compose are planned and
-    submitted; DPO cancelled midway fails the run cleanly; the rerun resumes DPO, survives a
-    preemption (requeue) and finishes."""
+    """The GRPO stage's length (and save_steps) changed: only the stage, its merge and compose are planned and
+    submitted; the stage cancelled midway fails the run cleanly; the rerun resumes it, survives a preemption
+    (requeue) and finishes."""
     repo = slurm_run.cwd
     cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
-    cfg["dpo"].update(DPO_CHANGE)
+    cfg["grpo"].update(GRPO_CHANGE)
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(cfg))
     args = ["--profile", "slurm", "final_vlm", "--configfile", str(changed)]
-    assert planned(repo, "final_vlm", "--configfile", str(changed)) == {"dpo", "merge_dpo", "compose", "final_vlm"}
-    ckpt = repo / "results/demo/dpo/checkpoints"
-    adapter = repo / "results/demo/dpo/adapter"
+    assert planned(repo, "final_vlm", "--configfile", str(changed)) == {STAGE, f"merge_{STAGE}", "compose", "final_vlm"}
+    ckpt = repo / f"results/demo/{STAGE}/checkpoints"
+    adapter = repo / f"results/demo/{STAGE}/adapter"
 
-    # 1. scancel DPO once it has written a checkpoint: the run fails cleanly, naming the rule.
+    # 1. scancel the stage once it has written a checkpoint: the run fails cleanly, naming the rule.
     t0 = time.time()
     run = Run(repo, *args, name="snakemake-scancel")
-    wait_for(lambda: "dpo" in run.jobs() and complete_checkpoints(ckpt, t0), "a DPO checkpoint", run)
-    jobid = run.jobs()["dpo"][0][0]
+    wait_for(lambda: STAGE in run.jobs() and complete_checkpoints(ckpt, t0), "a GRPO checkpoint", run)
+    jobid = run.jobs()[STAGE][0][0]
     subprocess.run(["scancel", jobid], check=True)
     run.wait(600)
     assert run.rc != 0
-    assert "Error in rule dpo" in run.text and f"SLURM-job '{jobid}' failed, SLURM status is: 'CANCELLED'" in run.text
+    assert f"Error in rule {STAGE}" in run.text and f"SLURM-job '{jobid}' failed, SLURM status is: 'CANCELLED'" in run.text
     assert "Traceback" not in run.text
-    assert set(run.jobs()) == {"dpo"}, "nothing after dpo was submitted"
+    assert set(run.jobs()) == {STAGE}, "nothing after the stage was submitted"
     assert not adapter.exists(), "a cancelled job leaves no output"
-    assert planned(repo, "final_vlm", "--configfile", str(changed)) == {"dpo", "merge_dpo", "compose", "final_vlm"}
+    assert planned(repo, "final_vlm", "--configfile", str(changed)) == {STAGE, f"merge_{STAGE}", "compose", "final_vlm"}
     assert sacct([jobid])[0]["State"].startswith("CANCELLED")
 
     # 2. The rerun resumes; preempt it (requeue) after a further checkpoint; it finishes.
     first = complete_checkpoints(ckpt)[-1]
     t0 = time.time()
     run = Run(repo, *args, name="snakemake-rerun")
-    later = wait_for(lambda: "dpo" in run.jobs() and [s for s in complete_checkpoints(ckpt, t0) if s > first],
-                     "a further DPO checkpoint", run)[-1]
-    jobid = run.jobs()["dpo"][0][0]
-    assert f"resuming from {ckpt.relative_to(repo) / f'checkpoint-{first}'}" in (repo / "results/demo/logs/dpo.log").read_text()
+    later = wait_for(lambda: STAGE in run.jobs() and [s for s in complete_checkpoints(ckpt, t0) if s > first],
+                     "a further GRPO checkpoint", run)[-1]
+    jobid = run.jobs()[STAGE][0][0]
+    assert f"resuming from {ckpt.relative_to(repo) / f'checkpoint-{first}'}" in (repo / f"results/demo/logs/{STAGE}.log").read_text()
     subprocess.run(["scontrol", "requeue", jobid], check=True)
     # A requeued job waits 2 min (SLURM's BeginTime); start it now.
     wait_for(lambda: subprocess.run(["squeue", "-h", "-j", jobid, "-o", "%T"], capture_output=True, text=True).stdout.strip() == "PENDING",
@@ -337,8 +344,8 @@ def test_changed_parameter_scancel_and_preemption_under_slurm(slurm_run, tmp_pat
     run.wait()
     assert run.rc == 0, run.text[-4000:]
     jobs = run.jobs()
-    assert sorted(jobs) == ["compose", "dpo", "merge_dpo"], jobs
-    assert [j for j, _ in jobs["dpo"]] == [jobid], "the same job, requeued by SLURM, not resubmitted"
+    assert sorted(jobs) == ["compose", STAGE, f"merge_{STAGE}"], jobs
+    assert [j for j, _ in jobs[STAGE]] == [jobid], "the same job, requeued by SLURM, not resubmitted"
     states = [r["State"] for r in sacct([jobid], duplicates=True)]
     assert states[0] == "REQUEUED" and states[-1] == "COMPLETED", states
     log = json.loads((adapter / "training_log.json").read_text())
@@ -414,9 +421,9 @@ def test_multi_node_training_is_config(tmp_path):
     assert "--gpus=" not in sft and "--ntasks-per-gpu" not in sft
     assert rules["sft"].resources["mpi"].value == "srun"  # the job runs in the batch step
     # The launcher starts the image on every node itself, so the rule has no container of its own.
-    assert rules["sft"].container_img is None and rules["dpo"].container_img == "containers/train.sif"
+    assert rules["sft"].container_img is None and rules["grpo_accuracy"].container_img == "containers/train.sif"
     assert "--container 'apptainer exec --home" in rules["sft"].shellcmd and "containers/train.sif'" in rules["sft"].shellcmd
-    assert "python -m compass.launch --nodes {resources.nodes} --gpus-per-node {resources.gpus_per_node}" in rules["dpo"].shellcmd
+    assert "python -m compass.launch --nodes {resources.nodes} --gpus-per-node {resources.gpus_per_node}" in rules["grpo_accuracy"].shellcmd
 
 
 def launch_args(*argv):

@@ -33,13 +33,13 @@ def results(run_dir) -> Path:
 def test_every_stage_is_a_file_target(results):
     for path in [
         "data/prompts.jsonl", "data/test/demo.jsonl", "traces/traces.jsonl", "sft/adapter/adapter_model.safetensors",
-        "sft/merged/model.safetensors", "sft/merged/merge_parity.json", "dpo/pairs.jsonl", "dpo/pairs.stats.json",
-        "dpo/adapter/adapter_model.safetensors", "dpo/merged/model.safetensors", "final_vlm/model.safetensors",
+        "sft/merged/model.safetensors", "sft/merged/merge_parity.json", "grpo_accuracy/adapter/adapter_model.safetensors",
+        "grpo_accuracy/adapter/training_log.json", "grpo_accuracy/merged/model.safetensors", "final_vlm/model.safetensors",
         "final_vlm/processor_config.json", "eval/phase1/demo.json", "eval/sft/demo.json", "eval/phase2/demo.json",
-        "report/index.html", "report/summary.json", "report/results.png",
+        "report/index.html", "report/summary.json", "report/results.png", "report/grpo_accuracy_curves.png",
     ]:
         assert (results / path).is_file(), path
-    for rule in ["sft", "dpo", "compose", "report"]:
+    for rule in ["sft", "grpo_accuracy", "merge_grpo_accuracy", "compose", "report"]:
         assert (results / "logs" / f"{rule}.log").is_file()
         assert (results / "benchmarks" / f"{rule}.tsv").is_file()
 
@@ -71,17 +71,34 @@ def test_final_vlm_keeps_phase1_vision_bit_identical_and_generates_from_an_image
     assert out.shape[1] > inputs["input_ids"].shape[1]
 
 
+# Phase 2 over the SFT model on the held-out demo split (200 problems, greedy): measured +5.0 points (33.0 % ->
+# 38.0 %, README); the noise allowed is one standard error of a 200-problem rate near 35 % (3.4 points), rounded
+# down so that a run on another machine of this kind passes while a stage that only holds level fails.
+MEASURED_MARGIN, NOISE = 0.050, 0.030
+
+
 def test_pipeline_does_its_job(results):
     phase1 = json.loads((results / "eval/phase1/demo.json").read_text())
     sft = json.loads((results / "eval/sft/demo.json").read_text())
     phase2 = json.loads((results / "eval/phase2/demo.json").read_text())
     assert phase2["n"] == 200
-    assert phase2["well_formed_rate"] >= 0.90, phase2
+    assert phase2["well_formed_rate"] >= 0.95, phase2
     assert phase2["accuracy"] >= phase1["accuracy"] + 0.15, (phase1, phase2)
     assert sft["well_formed_rate"] >= 0.90, sft
     summary = json.loads((results / "report/summary.json").read_text())
     assert summary["results"]["demo"]["phase2"]["accuracy"] == phase2["accuracy"]
-    assert summary["training"]["dpo"]["loss"]
+    assert summary["training"]["grpo_accuracy"]["reward"]
+    assert "grpo_accuracy" in summary["stats"]["rl_stages"]
+
+
+def test_the_post_sft_recipe_beats_the_sft_model(results):
+    """Issue 12's bar for the embedded default's recipe: Phase 2 above the SFT model by the measured margin less
+    the noise, still well formed."""
+    sft = json.loads((results / "eval/sft/demo.json").read_text())
+    phase2 = json.loads((results / "eval/phase2/demo.json").read_text())
+    margin = phase2["accuracy"] - sft["accuracy"]
+    assert margin >= MEASURED_MARGIN - NOISE, f"Phase 2 {phase2['accuracy']:.3f} vs SFT {sft['accuracy']:.3f}: {margin:+.3f}"
+    assert phase2["well_formed_rate"] >= 0.95, phase2
 
 
 def test_nothing_to_do_after_a_complete_run(run_dir):
@@ -97,19 +114,24 @@ def _changed_config(run_dir: Path, change: dict) -> Path:
     return path
 
 
-def test_changing_dpo_beta_reruns_dpo_and_what_follows_only(run_dir):
-    cfg = _changed_config(run_dir, {"dpo": {"beta": 0.2}})
+def test_changing_a_grpo_key_reruns_that_stage_and_what_follows_only(run_dir):
+    cfg = _changed_config(run_dir, {"grpo": {"temperature": 0.8}})
     jobs = planned_jobs(snakemake(run_dir, "--configfile", str(cfg), "-n", "all"))
-    assert {"dpo", "merge_dpo", "compose", "report"} <= set(jobs)
-    assert not {"phase1_demo", "prompts", "distill", "sft", "merge_sft", "pairs"} & set(jobs)
+    assert {"grpo_accuracy", "merge_grpo_accuracy", "compose", "report"} <= set(jobs)
+    assert not {"phase1_demo", "prompts", "distill", "sft", "merge_sft"} & set(jobs)
     assert jobs["evaluate"] == 1  # phase2 only
+
+
+def test_a_dpo_key_is_not_a_stage_of_the_default_recipe(run_dir):
+    cfg = _changed_config(run_dir, {"dpo": {"beta": 0.2}})
+    assert planned_jobs(snakemake(run_dir, "--configfile", str(cfg), "-n", "all")) == {}
 
 
 def test_changing_sft_learning_rate_reruns_from_sft_on(run_dir):
     cfg = _changed_config(run_dir, {"sft": {"learning_rate": 1e-3}})
     jobs = planned_jobs(snakemake(run_dir, "--configfile", str(cfg), "-n", "final_vlm"))
-    assert {"sft", "merge_sft", "dpo", "merge_dpo", "compose"} <= set(jobs)
-    assert not {"phase1_demo", "extract_llm", "prompts", "distill", "pairs"} & set(jobs)
+    assert {"sft", "merge_sft", "grpo_accuracy", "merge_grpo_accuracy", "compose"} <= set(jobs)
+    assert not {"phase1_demo", "extract_llm", "prompts", "distill", "pairs", "dpo"} & set(jobs)
 
 
 def test_bad_config_key_is_named_at_start_up(tmp_path):

@@ -38,7 +38,7 @@ for _stage in [s for s in RECIPE if s != "dpo"]:
             bench(_stage)
         threads: threads_for("grpo")
         resources: **resources_for("grpo")
-        container: container_for("grpo", "train")
+        container: container_for("grpo", "rl")
         shell:
             launch("grpo", "train") + " grpo --params {params.cfg:q} --stage {params.stage} --prompts {input.prompts}"
             " --model {input.llm} --out {output} --checkpoints {params.checkpoints} > {log} 2>&1"
