@@ -234,7 +234,7 @@ CASES = [
       "--set sft.lr_scheduler_type=cosine_annealing: sft.lr_scheduler_type: 'cosine_annealing' is not one of"),
     C("sft-batch-not-multiple", "sft", "global batch not a multiple of micro batch x devices",
       lambda w, o: ["--set", "sft.micro_batch_size=3", "--traces", w.traces, "--model", w.llm, "--out", o / "adapter"],
-      "sft.global_batch_size=16 is not a multiple of sft.micro_batch_size=3 x 1 device(s)"),
+      "sft.global_batch_size=32 is not a multiple of sft.micro_batch_size=3 x 1 device(s)"),
     # dpo
     C("dpo-pairs-missing-fields", "dpo", "traces given as pairs (fields missing)",
       lambda w, o: ["--pairs", w.traces, "--model", w.llm, "--out", o / "adapter"], lambda w, o: f"{w.traces}:1: missing field(s) prompt, chosen, rejected"),

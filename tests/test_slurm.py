@@ -204,9 +204,10 @@ def slurm_run(cluster, tmp_path_factory) -> Run:
     production resources (GPUs, whole nodes, memory) as the cluster user sets them."""
     repo = checkout(tmp_path_factory.mktemp("slurm") / "compass")
     production = yaml.safe_load((repo / "config/phase2.yaml").read_text())["resources"]
-    # One GPU for SFT and GRPO: the demo's global batch (= micro batch) is checked against the devices at
-    # start-up, and the jobs then train in one CPU process (no CUDA here) exactly as the local run does.
-    for rule in ("sft", "grpo"):
+    # One GPU for each training section: the demo's global batches (= micro batches) are checked against the
+    # devices at start-up (every section's, in the recipe or not), and the jobs then train in one CPU process (no
+    # CUDA here) exactly as the local run does.
+    for rule in ("sft", "dpo", "grpo"):
         production[rule]["gpus"] = 1
     (repo / CLUSTER_RESOURCES).write_text(yaml.safe_dump({"resources": production}))
     run = Run(repo, "--profile", "slurm", "final_vlm", "--configfile", CLUSTER_RESOURCES, name="snakemake-slurm").wait()
@@ -421,7 +422,7 @@ def test_multi_node_training_is_config(tmp_path):
     assert "--gpus=" not in sft and "--ntasks-per-gpu" not in sft
     assert rules["sft"].resources["mpi"].value == "srun"  # the job runs in the batch step
     # The launcher starts the image on every node itself, so the rule has no container of its own.
-    assert rules["sft"].container_img is None and rules["grpo_accuracy"].container_img == "containers/train.sif"
+    assert rules["sft"].container_img is None and rules["grpo_accuracy"].container_img == "containers/rl.sif"
     assert "--container 'apptainer exec --home" in rules["sft"].shellcmd and "containers/train.sif'" in rules["sft"].shellcmd
     assert "python -m compass.launch --nodes {resources.nodes} --gpus-per-node {resources.gpus_per_node}" in rules["grpo_accuracy"].shellcmd
 
